@@ -1,0 +1,54 @@
+# galaxy_vae: `make run` starts the app, `make test` runs every test. Both install what is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SHARED ?= ../shared/data
+SAMPLE_DIR := $(SHARED)/gz1_small_eggochi
+SAMPLE := data/gz1_sample.h5
+PORT   ?= 8501
+
+.PHONY: install browser sample run test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
+	touch $@
+
+# Debian's chromium for the real-browser tests (installed when running as root, e.g. in CI).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium is missing: browser tests will be skipped. Install it with: sudo apt-get install -y chromium"; \
+	fi
+
+sample: $(SAMPLE)
+
+$(SAMPLE): | install
+	@if [ ! -d "$(SAMPLE_DIR)/Imagenes" ]; then \
+		echo "The offline sample $(SAMPLE_DIR) is not here, so $(SAMPLE) cannot be built."; \
+		echo "Get data another way:"; \
+		echo "  $(BIN)/python -m galaxy_vae fetch galaxy10            # Galaxy10 SDSS, 21,785 galaxies (needs a network)"; \
+		echo "  $(BIN)/python -m galaxy_vae import DIR --labels CSV --out data/mine.h5   # your own cutouts"; \
+		exit 1; \
+	fi
+	$(BIN)/python -m galaxy_vae import $(SAMPLE_DIR)/Imagenes --labels $(SAMPLE_DIR)/smallCSV_class.csv \
+		--out $(SAMPLE) --class-names "Elliptical" "Spiral CW" "Spiral ACW" "Edge-on" "Don't know" "Merger" \
+		--source "SDSS DR7 cutouts with Galaxy Zoo 1 labels (gz1_small_eggochi sample)"
+
+run: install sample
+	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+
+test: install browser sample
+	$(BIN)/python -m pytest -q
+
+bench: install sample
+	$(BIN)/python -m galaxy_vae bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,151 @@
+"""Import a folder of galaxy cutouts plus an ``id,label`` CSV into a Galaxy10-layout HDF5 file.
+
+Each picture gets the Galaxy10 recipe (:func:`galaxy_vae.images.galaxy10_cutout`). Ids come
+from file names (``588848901537202306.jpeg`` -> ``588848901537202306``). Files that cannot be
+decoded, or that have no label, are reported by name and skipped; the output is written to a
+temporary file and renamed into place, so a failure never leaves a half-written dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from galaxy_vae.data import write_dataset
+from galaxy_vae.errors import DataError, GalaxyVAEError
+from galaxy_vae.images import STORED_SIZE, decode_image, galaxy10_cutout, square_cutout
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
+
+
+@dataclass
+class ImportReport:
+    """What an import wrote and what it had to leave out, by file name."""
+
+    out: Path
+    written: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
+    unlabelled: list[str] = field(default_factory=list)  # files with no row in the CSV
+    missing: list[str] = field(default_factory=list)  # CSV ids with no file
+
+
+def read_labels(csv_path: str | Path) -> dict[str, int]:
+    """``id -> label`` from a two-column CSV; a header row (e.g. ``id,label``) is skipped."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"Cannot read labels {csv_path}", expected="a CSV file of id,label rows",
+                        found="no such file", fix="Pass the labels file with --labels.")
+    labels: dict[str, int] = {}
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 2:
+                raise DataError(f"Cannot read labels {csv_path}", expected="two columns: id,label",
+                                found=f"line {lineno}: {row!r}", fix="Write one 'id,label' row per image.")
+            key, value = row[0].strip(), row[1].strip()
+            try:
+                labels[key] = int(value)
+            except ValueError:
+                if lineno == 1:
+                    continue  # header
+                raise DataError(f"Cannot read labels {csv_path}", expected="an integer label",
+                                found=f"line {lineno}: {value!r}", fix="Labels are class numbers 0, 1, 2, ...") from None
+    if not labels:
+        raise DataError(f"Cannot read labels {csv_path}", expected="at least one id,label row",
+                        found="no rows", fix="Check the file is the label CSV.")
+    return labels
+
+
+def _cutout(args: tuple[str, bool]) -> tuple[str, np.ndarray | None, str]:
+    """Decode one file (runs in a worker process): (name, cutout or None, error message)."""
+    path, galaxy_zoo_frame = args
+    try:
+        img = decode_image(path)
+        arr = galaxy10_cutout(img) if galaxy_zoo_frame else square_cutout(img, STORED_SIZE)
+        return path, arr, ""
+    except GalaxyVAEError as exc:
+        return path, None, str(exc)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for broken or foreign files
+        return path, None, f"{type(exc).__name__}: {exc}"
+
+
+def import_folder(folder: str | Path, labels_csv: str | Path, out: str | Path,
+                  class_names: Sequence[str] | None = None, *, galaxy_zoo_frame: bool = True,
+                  source: str | None = None, workers: int | None = None,
+                  progress: bool = True) -> ImportReport:
+    """Build a dataset from ``folder`` (see module docstring). Returns what was written and skipped.
+
+    ``galaxy_zoo_frame`` applies the Galaxy10 crop (central 207/424); switch it off for cutouts
+    that are already framed like Galaxy10, which are then only resized to 69x69.
+    """
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        raise DataError(f"Cannot import {folder}", expected="a folder of galaxy pictures",
+                        found="no such folder", fix="Pass the folder that holds the image files.")
+    labels = read_labels(labels_csv)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    report = ImportReport(out=out)
+    labelled = [p for p in files if p.stem in labels]
+    report.unlabelled = [p.name for p in files if p.stem not in labels]
+    report.missing = sorted(set(labels) - {p.stem for p in files})
+    if not labelled:
+        raise DataError(f"Cannot import {folder}", expected="picture files named by the ids in the CSV",
+                        found=f"{len(files)} pictures, none with a label",
+                        fix="Name each file <id>.<ext> with <id> as in the labels CSV.")
+    n_classes = max(labels[p.stem] for p in labelled) + 1
+    if min(labels[p.stem] for p in labelled) < 0:
+        raise DataError(f"Cannot import {folder}", expected="labels >= 0", found="a negative label",
+                        fix="Labels are class numbers 0, 1, 2, ...")
+    class_names = tuple(class_names) if class_names else tuple(f"class {i}" for i in range(n_classes))
+    if len(class_names) < n_classes:
+        raise DataError(f"Cannot import {folder}", expected=f"{n_classes} class names (labels 0..{n_classes - 1})",
+                        found=f"{len(class_names)}: {', '.join(class_names)}", fix="Pass one --class-names entry per label.")
+
+    workers = workers or min(os.cpu_count() or 1, 8)
+    jobs = [(str(p), galaxy_zoo_frame) for p in labelled]
+    cutouts, ids, out_labels = [], [], []
+    bar = tqdm(total=len(jobs), desc=f"importing {folder.name}", unit="img", disable=not progress)
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Serial() as pool:
+        for path, arr, error in pool.map(_cutout, jobs, chunksize=64):
+            bar.update()
+            name = Path(path).name
+            if arr is None:
+                report.unreadable.append((name, error))
+                log.warning("skipping %s: %s", name, error)
+                continue
+            cutouts.append(arr)
+            ids.append(Path(path).stem)
+            out_labels.append(labels[Path(path).stem])
+    bar.close()
+    if not cutouts:
+        raise DataError(f"Cannot import {folder}", expected="at least one readable picture",
+                        found=f"{len(report.unreadable)} unreadable files", fix="Check the files are images.")
+    write_dataset(out, np.stack(cutouts), np.asarray(out_labels, dtype=np.int64), ids, class_names,
+                  source or f"imported from {folder.name}")
+    report.written = len(cutouts)
+    return report
+
+
+class _Serial:
+    """Stand-in for a process pool when one worker is asked for (no fork, easy to debug)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(fn, items, chunksize=1):
+        return map(fn, items)
