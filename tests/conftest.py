@@ -1,0 +1,36 @@
+"""Shared fixtures: the real offline sample (built by `make sample`) and the Milky Way image."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GALAXY_VAE_SHARED", ROOT.parent / "shared" / "data"))
+SAMPLE_H5 = ROOT / "data" / "gz1_sample.h5"
+SAMPLE_DIR = SHARED / "gz1_small_eggochi"
+MILKY_WAY = SHARED / "milky_way" / "milky-way-face-on.webp"
+
+
+@pytest.fixture(scope="session")
+def sample_path() -> Path:
+    if not SAMPLE_H5.is_file():
+        pytest.fail(f"{SAMPLE_H5} is missing: build it with `make sample` (make test does this).")
+    return SAMPLE_H5
+
+
+@pytest.fixture(scope="session")
+def sample(sample_path):
+    """The real 6,664-galaxy sample as GalaxyData (read once per session)."""
+    from galaxy_vae.data import open_dataset
+
+    return open_dataset(sample_path)
+
+
+@pytest.fixture(scope="session")
+def milky_way_path() -> Path:
+    if not MILKY_WAY.is_file():
+        pytest.fail(f"{MILKY_WAY} is missing: the shared data folder should sit beside the checkout.")
+    return MILKY_WAY
