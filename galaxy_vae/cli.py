@@ -57,6 +57,16 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_fetch(args) -> int:
+    from galaxy_vae.fetch import REGISTRY, REUSE, fetch_dataset
+
+    result = fetch_dataset(args.dataset, args.dir, replace=args.replace)
+    done = "already there" if result.action == REUSE else "downloaded"
+    print(f"{REGISTRY[args.dataset].title}: {done}, sha256 verified: {result.path}")
+    print(f"next: python -m galaxy_vae info {result.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m galaxy_vae",
                                      description="Explore the latent space of galaxy images.")
@@ -79,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: keep the central 207/424 of a Galaxy Zoo frame)")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("fetch", help="download Galaxy10 SDSS or DECaLS, checked against its published sha256")
+    p.add_argument("dataset", choices=["galaxy10", "galaxy10-decals"])  # the names in fetch.REGISTRY
+    p.add_argument("--dir", type=Path, default=None,
+                   help="download folder (default: $GALAXY_VAE_DATA, else data/ in the checkout)")
+    p.add_argument("--replace", action="store_true",
+                   help="download over a file of the same name whose sha256 differs (default: refuse)")
+    p.set_defaults(func=cmd_fetch)
     return parser
 
 
