@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -202,10 +202,11 @@ def write_dataset(path: str | Path, images: np.ndarray, labels: np.ndarray, ids:
     assert images.dtype == np.uint8 and images.ndim == 4 and images.shape[-1] == 3, images.shape
     assert len(images) == len(labels) == len(ids)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    # A fresh name beside the target, created by h5py ("w-": fail if it exists) so the file gets
+    # the usual umask permissions; mkstemp's 0600 would make the dataset private to its writer.
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w-") as f:
             f.create_dataset("images", data=images, chunks=(min(256, max(len(images), 1)),) + images.shape[1:])
             f.create_dataset("ans", data=labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.int64))
             f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
