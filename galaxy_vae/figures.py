@@ -1,0 +1,312 @@
+"""Plotly figures for the pages: the latent map, small maps for the generator, training curves.
+
+Pure functions: arrays in, a ``go.Figure`` out; no streamlit here. The latent map's contract with
+the pages: every galaxy point carries its global row in ``customdata`` (Plotly's point indices are
+per trace), and only galaxy points do -- the query star and neighbour rings carry none, so
+:func:`selected_rows` maps a selection back to dataset rows and ignores them.
+
+The maps are built for speed at Galaxy10 size (21,785 points): WebGL traces assembled as plain
+dicts (no per-property validation), numpy arrays passed straight through (Plotly writes them as
+base64 typed arrays), one hovertemplate per trace instead of a formatted string per point. The
+main map has one trace per class (a legend to toggle classes); the small maps redrawn on every
+generator slider move use a single class-coloured trace over a fixed subset of galaxies, because
+Plotly's cost per trace, not per point, dominates there.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from PIL import Image
+
+# Colour-blind-safe qualitative palette (CARTO "Safe"), assigned by class position and cycled.
+PALETTE = ("#88CCEE", "#CC6677", "#DDCC77", "#117733", "#332288", "#AA4499",
+           "#44AA99", "#999933", "#882255", "#661100", "#6699CC", "#888888")
+QUERY_COLOR = "#FFD700"  # gold star: visible over every class colour
+NEIGHBOUR_COLOR = "#E8384F"
+GALAXY_META = "galaxies"  # trace.meta of selectable galaxy traces; others are markers only
+MARGIN = dict(l=10, r=10, t=30, b=10)
+
+
+def class_colors(class_names: Sequence[str]) -> dict[str, str]:
+    """Class name -> hex colour, by position in ``class_names``, the same on every figure."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(class_names)}
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """(H, W, 3) uint8 -> "data:image/png;base64,..." for a Plotly layout image (cache it)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                   ids: np.ndarray, size: float, opacity: float) -> list[dict]:
+    """One selectable WebGL trace per non-empty class; customdata = global row (int64)."""
+    colors = class_colors(class_names)
+    traces = []
+    for c, name in enumerate(class_names):
+        rows = np.flatnonzero(labels == c)
+        if not len(rows):
+            continue
+        traces.append(dict(
+            type="scattergl", x=latents[rows, 0], y=latents[rows, 1], mode="markers", name=name,
+            legendgroup=name, customdata=rows, text=ids[rows], meta=GALAXY_META,
+            hovertemplate=f"%{{text}}<br>{name}<br>row %{{customdata}}<extra></extra>",
+            marker=dict(size=size, color=colors[name], opacity=opacity, line=dict(width=0))))
+    return traces
+
+
+def _background_trace(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                      rows: np.ndarray, size: float, opacity: float) -> dict:
+    """All ``rows`` in one WebGL trace, coloured by class through a stepped colour scale.
+
+    One trace instead of one per class: Plotly's per-trace cost (~2 ms each on serialisation)
+    dominates small maps that are redrawn on every slider move. Still selectable (customdata).
+    """
+    colors = list(class_colors(class_names).values())
+    n = len(colors)
+    # class c -> the constant band [c/n, (c+1)/n] of the scale, with cmin/cmax centring c in it
+    scale = [[edge / n, colors[c]] for c in range(n) for edge in (c, c + 1)]
+    return dict(type="scattergl", x=latents[rows, 0], y=latents[rows, 1], mode="markers", name="galaxies",
+                customdata=rows, meta=GALAXY_META, hovertemplate="row %{customdata}<extra></extra>",
+                marker=dict(size=size, color=labels[rows], colorscale=scale, cmin=-0.5, cmax=n - 0.5,
+                            opacity=opacity, line=dict(width=0)))
+
+
+def _marker_trace(points: np.ndarray, name: str, symbol: str, size: float, color: str,
+                  hover: Sequence[str]) -> dict:
+    """A highlight trace (query, neighbours, path): no customdata, so never a selectable row."""
+    points = np.atleast_2d(points)
+    # scattergl draws open symbols only with an explicit line width
+    return dict(type="scattergl", x=points[:, 0], y=points[:, 1], mode="markers", name=name, meta=name,
+                hovertext=list(hover), hovertemplate="%{hovertext}<extra></extra>",
+                marker=dict(symbol=symbol, size=size, color=color, line=dict(width=2, color=color)))
+
+
+def _map_figure(traces: list[dict], height: int, title: str | None, axis_names: Sequence[str],
+                showlegend: bool = True) -> go.Figure:
+    """Assemble a map from plain trace dicts without Plotly's per-property validation.
+
+    Validation costs ~40 ms at 21,785 points and finds nothing here: the dicts are fixed by this
+    module, and tests re-validate every figure (``go.Figure(fig.to_dict())``).
+    """
+    layout = dict(
+        height=height, margin=MARGIN, title=dict(text=title) if title else None, showlegend=showlegend,
+        uirevision="keep",  # keep the user's zoom across reruns
+        legend=dict(itemsizing="constant", orientation="h", y=-0.08), hovermode="closest",
+        xaxis=dict(title=dict(text=axis_names[0]), zeroline=False),
+        yaxis=dict(title=dict(text=axis_names[1]), zeroline=False, scaleanchor="x", scaleratio=1))
+    return go.Figure(data=traces, layout={k: v for k, v in layout.items() if v is not None}, _validate=False)
+
+
+def _subsample(n: int, max_points: int | None) -> np.ndarray:
+    """Sorted rows of a fixed random subset of size max_points (same on every rerun), or all rows."""
+    if max_points is None or n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, size=max_points, replace=False))
+
+
+def latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str], ids: np.ndarray, *,
+               query: np.ndarray | None = None, neighbours: np.ndarray | None = None,
+               background: tuple[np.ndarray | str, Sequence[float]] | None = None,
+               background_opacity: float = 0.35, height: int = 600, point_size: float = 4,
+               title: str | None = None, axis_names: Sequence[str] = ("z₁", "z₂")) -> go.Figure:
+    """The map of every galaxy's latent mean: (N, 2) latents -> a WebGL scatter, one trace per class.
+
+    ``query``: a (2,) point drawn as a gold star; ``neighbours``: (k,) row indices ringed, nearest
+    first (hover gives the rank). ``background``: (mosaic uint8 (H, W, 3) or its
+    :func:`png_data_uri`, extent (x0, x1, y0, y1)) drawn faintly under the points; pass the
+    cached data URI on reruns to skip PNG encoding.
+    """
+    latents = np.asarray(latents)
+    assert latents.ndim == 2 and latents.shape[1] == 2, latents.shape
+    ids = np.asarray(ids)
+    traces = _galaxy_traces(latents, np.asarray(labels), class_names, ids, point_size, 0.75)
+    if neighbours is not None and len(neighbours):
+        rows = np.asarray(neighbours, dtype=np.int64)
+        hover = [f"neighbour {r}: {ids[i]}" for r, i in enumerate(rows, start=1)]
+        traces.append(_marker_trace(latents[rows], "neighbours", "circle-open", point_size + 9,
+                                    NEIGHBOUR_COLOR, hover))
+    if query is not None:
+        traces.append(_marker_trace(np.asarray(query, dtype=float).reshape(1, 2), "query", "star",
+                                    point_size + 14, QUERY_COLOR, ["query"]))
+    fig = _map_figure(traces, height, title, axis_names)
+    if background is not None:
+        add_background(fig, *background, opacity=background_opacity)
+    return fig
+
+
+def add_background(fig: go.Figure, image: np.ndarray | str, extent: Sequence[float],
+                   opacity: float = 0.35) -> go.Figure:
+    """Stretch an image over data coordinates extent = (x0, x1, y0, y1), beneath the points."""
+    x0, x1, y0, y1 = (float(v) for v in extent)
+    source = image if isinstance(image, str) else png_data_uri(image)
+    fig.add_layout_image(source=source, xref="x", yref="y", x=x0, y=y1, sizex=x1 - x0, sizey=y1 - y0,
+                         xanchor="left", yanchor="top", sizing="stretch", opacity=opacity, layer="below")
+    return fig
+
+
+def selected_rows(selection: Mapping | None) -> list[int]:
+    """Dataset rows of the galaxy points in a Streamlit plotly selection (``event.selection``).
+
+    Points without customdata (query star, neighbour rings, paths) are ignored; order is kept and
+    duplicates dropped.
+    """
+    rows: list[int] = []
+    for point in (selection or {}).get("points", []):
+        value = point.get("customdata")
+        if isinstance(value, (list, tuple)):  # some Plotly versions wrap scalars in a list
+            value = value[0] if value else None
+        if value is not None and int(value) not in rows:
+            rows.append(int(value))
+    return rows
+
+
+def latent_bounds(latents: np.ndarray, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) per axis of (N, d) latents, widened by ``margin`` of the range on each side."""
+    latents = np.asarray(latents, dtype=float)
+    lo, hi = latents.min(axis=0), latents.max(axis=0)
+    pad = np.maximum(hi - lo, 1e-6) * margin
+    return lo - pad, hi + pad
+
+
+def latent_grid_points(lo: Sequence[float], hi: Sequence[float], n: int) -> np.ndarray:
+    """(n*n, 2) cell centres of an n x n grid over [lo, hi], rows from the top (high z2) down.
+
+    Decoding these and tiling them with :func:`mosaic` gives an image whose extent is exactly
+    (lo[0], hi[0], lo[1], hi[1]), oriented like the map (z1 to the right, z2 up).
+    """
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    assert n >= 1 and lo.shape == hi.shape == (2,), (n, lo, hi)
+    frac = (np.arange(n) + 0.5) / n
+    xs = lo[0] + frac * (hi[0] - lo[0])
+    ys = (lo[1] + frac * (hi[1] - lo[1]))[::-1]  # image rows go down, z2 goes up
+    gx, gy = np.meshgrid(xs, ys)  # (n, n) each, row-major
+    return np.column_stack([gx.ravel(), gy.ravel()])
+
+
+def mosaic(images: np.ndarray, n: int) -> np.ndarray:
+    """(n*n, S, S, 3) uint8 in row-major order -> (n*S, n*S, 3) uint8 tiled image."""
+    images = np.asarray(images)
+    assert len(images) == n * n, (len(images), n)
+    s_h, s_w, ch = images.shape[1:]
+    # (n, n, S, S, 3) -> (n, S, n, S, 3): grid row, pixel row, grid column, pixel column
+    return images.reshape(n, n, s_h, s_w, ch).transpose(0, 2, 1, 3, 4).reshape(n * s_h, n * s_w, ch)
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of (..., S, S, C) uint8 by an integer ``factor``: crisp pixels."""
+    factor = int(factor)
+    assert factor >= 1, factor
+    return np.repeat(np.repeat(np.asarray(image), factor, axis=-3), factor, axis=-2)
+
+
+def small_latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                     point: np.ndarray, *, nearest: np.ndarray | None = None, height: int = 320,
+                     max_points: int | None = 4000, title: str | None = None) -> go.Figure:
+    """A compact map with ``point`` starred (the generator's current z), cheap enough to redraw on
+    every slider move: at most ``max_points`` faint galaxies (a fixed subset), no id hover.
+
+    ``nearest``: the (2,) latent of the nearest real galaxy, ringed.
+    """
+    latents = np.asarray(latents)
+    traces = [_background_trace(latents, np.asarray(labels), class_names,
+                                _subsample(len(latents), max_points), 3, 0.35)]
+    if nearest is not None:
+        traces.append(_marker_trace(np.asarray(nearest, dtype=float).reshape(1, 2), "nearest galaxy",
+                                    "circle-open", 14, NEIGHBOUR_COLOR, ["nearest galaxy"]))
+    traces.append(_marker_trace(np.asarray(point, dtype=float).reshape(1, 2), "decoded point", "star",
+                                16, QUERY_COLOR, ["decoded point"]))
+    return _map_figure(traces, height, title, ("z₁", "z₂"), showlegend=False)
+
+
+def interpolation_path(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                       path: np.ndarray, nearest: np.ndarray, *, height: int = 360,
+                       max_points: int | None = 4000, title: str | None = None) -> go.Figure:
+    """A compact map with an interpolation path (T, 2) drawn step by step, and dotted links from
+    each step to the nearest real galaxy (T, 2). Background as in :func:`small_latent_map`."""
+    latents, path, nearest = np.asarray(latents), np.asarray(path, dtype=float), np.asarray(nearest, dtype=float)
+    assert path.ndim == 2 and path.shape == nearest.shape and path.shape[1] == 2, (path.shape, nearest.shape)
+    traces = [_background_trace(latents, np.asarray(labels), class_names,
+                                _subsample(len(latents), max_points), 3, 0.35)]
+    # links as one trace: segments separated by NaN gaps, (T, 3, 2) -> (3T, 2)
+    links = np.stack([path, nearest, np.full_like(path, np.nan)], axis=1).reshape(-1, 2)
+    traces.append(dict(type="scattergl", x=links[:, 0], y=links[:, 1], mode="lines", name="to nearest",
+                       meta="links", hoverinfo="skip", line=dict(color=NEIGHBOUR_COLOR, width=1, dash="dot")))
+    steps = [f"step {t}" for t in range(len(path))]
+    traces.append(_marker_trace(nearest, "nearest galaxies", "circle-open", 12, NEIGHBOUR_COLOR,
+                                [f"nearest to {s}" for s in steps]))
+    traces.append(dict(type="scattergl", x=path[:, 0], y=path[:, 1], mode="lines+markers", name="path",
+                       meta="path", hovertext=steps, hovertemplate="%{hovertext}<extra></extra>",
+                       line=dict(color=QUERY_COLOR, width=2), marker=dict(size=8, color=QUERY_COLOR)))
+    return _map_figure(traces, height, title, ("z₁", "z₂"), showlegend=False)
+
+
+TERM_ORDER = ("loss", "recon", "kl", "class")
+
+
+def _history_terms(history: Mapping) -> list[str]:
+    """Loss terms present in any epoch of any split, known ones first."""
+    seen: list[str] = []
+    for rows in history.values():
+        for row in rows or []:
+            for key, value in row.items():
+                if key != "epoch" and key not in seen and isinstance(value, (int, float)):
+                    seen.append(key)
+    return [t for t in TERM_ORDER if t in seen] + [t for t in seen if t not in TERM_ORDER]
+
+
+def _finite_or_none(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def loss_curves(history: Mapping, *, height: int = 300) -> go.Figure:
+    """Training history {"train": [{"epoch", "loss", "recon", "kl", "class"}, ...], "val": [...]} ->
+    one panel per loss term, train solid and validation dashed. Missing terms leave gaps."""
+    history = history or {}
+    terms = _history_terms(history)
+    if not terms:
+        fig = go.Figure()
+        fig.add_annotation(text="No training history recorded", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+        return fig.update_layout(height=height, margin=MARGIN, xaxis_visible=False, yaxis_visible=False)
+    fig = make_subplots(rows=1, cols=len(terms), subplot_titles=terms, horizontal_spacing=0.06)
+    styles = {"train": dict(color=PALETTE[4], dash="solid"), "val": dict(color=PALETTE[1], dash="dash")}
+    for split, rows in history.items():
+        rows = list(rows or [])
+        if not rows:
+            continue
+        epochs = [row.get("epoch", i + 1) for i, row in enumerate(rows)]
+        for col, term in enumerate(terms, start=1):
+            fig.add_trace(go.Scatter(
+                x=epochs, y=[_finite_or_none(row.get(term)) for row in rows], mode="lines+markers",
+                name=split, legendgroup=split, showlegend=col == 1, line=styles.get(split, {}),
+                marker=dict(size=4), hovertemplate=f"{split} {term}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"),
+                row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    return fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10))
+
+
+def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str], *, height: int = 420,
+                            title: str | None = None) -> go.Figure:
+    """Counts (C, C), rows = true class, columns = predicted -> heatmap coloured by row fraction."""
+    cm = np.asarray(cm)
+    assert cm.ndim == 2 and cm.shape == (len(class_names), len(class_names)), (cm.shape, class_names)
+    totals = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, totals, out=np.zeros(cm.shape, dtype=float), where=totals > 0)
+    names = list(class_names)
+    fig = go.Figure(go.Heatmap(
+        z=frac, x=names, y=names, text=cm, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
+        colorbar=dict(title=dict(text="row share")),
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{text} galaxies (%{z:.0%} of the row)<extra></extra>"))
+    fig.update_layout(height=height, margin=MARGIN, title=title,
+                      xaxis=dict(title=dict(text="predicted")),
+                      yaxis=dict(title=dict(text="true"), autorange="reversed"))
+    return fig
