@@ -145,7 +145,8 @@ class NeighbourIndex:
 
         Each row's distance is its minimum over the V views (8 dihedral views) of the query. Exact:
         a galaxy in the true top k is in the top k of the view that attains its minimum, so the
-        union of the per-view top k (KD-tree) holds the answer.
+        union of the per-view top k (KD-tree) holds the answer. Views run along axis 1: latents of
+        views stacked view-first, (V, Q, d), go in as ``z.transpose(1, 0, 2)``.
         """
         z = self._check(view_latents)
         if z.ndim == 2:
