@@ -190,3 +190,18 @@ def test_fetch_http_error_is_reported(server, tmp_path):
 def test_fetch_unknown_name_lists_choices(tmp_path):
     with pytest.raises(FetchError, match="galaxy10, galaxy10-decals"):
         fetch_dataset("galaxy11", tmp_path)
+
+
+def test_fetch_cli_names_match_registry_and_refusal_is_one_message(tmp_path, capsys):
+    from galaxy_vae.cli import build_parser, main
+
+    for name in fetch.REGISTRY:  # every registry name is accepted on the command line
+        assert build_parser().parse_args(["fetch", name]).dataset == name
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["fetch", "galaxy11"])
+    capsys.readouterr()
+    (tmp_path / "Galaxy10.h5").write_bytes(b"an older copy")  # refused before any network access
+    assert main(["fetch", "galaxy10", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--replace" in err and fetch.REGISTRY["galaxy10"].sha256 in err
+    assert (tmp_path / "Galaxy10.h5").read_bytes() == b"an older copy"
