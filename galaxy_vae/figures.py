@@ -39,11 +39,16 @@ def class_colors(class_names: Sequence[str]) -> dict[str, str]:
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(class_names)}
 
 
-def png_data_uri(image: np.ndarray) -> str:
-    """(H, W, 3) uint8 -> "data:image/png;base64,..." for a Plotly layout image (cache it)."""
+def png_bytes(image: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 -> PNG file contents (downloads, layout images)."""
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """(H, W, 3) uint8 -> "data:image/png;base64,..." for a Plotly layout image (cache it)."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def _galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],

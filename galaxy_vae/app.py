@@ -1,0 +1,209 @@
+"""Streamlit glue for the pages: cached loaders, the shared sidebar, galleries and uploads.
+
+The only module of galaxy_vae that imports streamlit. Heavy objects -- datasets, models,
+catalogues (latents + neighbour index) -- are built once per (file, modification time) with
+``st.cache_resource`` and shared by every session and page; a rerun only looks them up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import streamlit as st
+
+from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
+from galaxy_vae.checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints, load_checkpoint
+from galaxy_vae.data import GALAXY10_SDSS_CLASSES, GalaxyData, challenge_subset, open_dataset
+from galaxy_vae.errors import GalaxyVAEError
+from galaxy_vae.fetch import data_dir
+from galaxy_vae.figures import latent_bounds, latent_grid_points, mosaic, png_data_uri, upscale
+from galaxy_vae.framing import catalogue_extent
+from galaxy_vae.images import PreparedImage, prepare_upload
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff"]
+DEFAULT_DATASET = "gz1_sample.h5"
+TIMINGS_ENV = "GALAXY_VAE_TIMINGS"  # a JSONL file: pages append their server time (benchmarks)
+
+
+def _stamp(path: Path) -> float:
+    """Modification time: part of every cache key, so a rebuilt file is re-read."""
+    return path.stat().st_mtime
+
+
+# --- cached loaders (keyed by path strings and stamps: hashable, cheap) -------------------------
+
+@st.cache_resource(show_spinner="Reading the galaxy catalogue…", max_entries=4)
+def _load_data(path: str, stamp: float, challenge: bool) -> GalaxyData:
+    data = open_dataset(path)
+    return challenge_subset(data) if challenge else data
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def _load_checkpoint(path: str, stamp: float) -> Checkpoint:
+    return load_checkpoint(path)
+
+
+@st.cache_resource(show_spinner="Encoding every galaxy…", max_entries=8)
+def _model_catalogue(data_key: tuple, ckpt_key: tuple) -> Catalogue:
+    return Catalogue(_load_data(*data_key), ModelSpace(_load_checkpoint(*ckpt_key)))
+
+
+@st.cache_resource(show_spinner="Preparing the pixel baseline…", max_entries=2)
+def _pixel_catalogue(data_key: tuple) -> Catalogue:
+    return Catalogue(_load_data(*data_key), PixelSpace())
+
+
+@st.cache_resource(max_entries=4)
+def _target_extent(data_key: tuple) -> float:
+    return catalogue_extent(_load_data(*data_key).images)
+
+
+@st.cache_resource(show_spinner="Decoding a grid of galaxies…", max_entries=16)
+def _manifold(data_key: tuple, ckpt_key: tuple, n: int) -> tuple[np.ndarray, str, tuple]:
+    """Galaxies decoded on an n x n grid over the map: (mosaic, its PNG data URI, extent)."""
+    cat = _model_catalogue(data_key, ckpt_key)
+    lo, hi = latent_bounds(cat.map_xy)
+    image = mosaic(cat.decode(cat.projection.to_latent(latent_grid_points(lo, hi, n))), n)
+    return image, png_data_uri(image), (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]))
+
+
+@dataclass(frozen=True)
+class Session:
+    """What the sidebar selected: a dataset and a checkpoint, with cached views of both."""
+
+    data_key: tuple  # (path, stamp, challenge subset?)
+    ckpt_key: tuple  # (path, stamp)
+
+    @property
+    def data(self) -> GalaxyData:
+        return _load_data(*self.data_key)
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return _load_checkpoint(*self.ckpt_key)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return _model_catalogue(self.data_key, self.ckpt_key)
+
+    def catalogue_for(self, checkpoint_path: Path) -> Catalogue:
+        """The same dataset under another checkpoint (e.g. the 64-D autoencoder)."""
+        return _model_catalogue(self.data_key, (str(checkpoint_path), _stamp(checkpoint_path)))
+
+    def manifold(self, n: int) -> tuple[np.ndarray, str, tuple]:
+        """Decoded n x n grid over the map: (mosaic uint8, PNG data URI, extent (x0, x1, y0, y1))."""
+        return _manifold(self.data_key, self.ckpt_key, n)
+
+    @property
+    def pixels(self) -> Catalogue:
+        return _pixel_catalogue(self.data_key)
+
+    @property
+    def target_extent(self) -> float:
+        """How much of its frame a catalogue galaxy fills (framing target for uploads)."""
+        return _target_extent(self.data_key)
+
+
+# --- sidebar ------------------------------------------------------------------------------------
+
+def _remembered_select(label: str, options: list[Path], key: str, default: str | None, help: str) -> Path:
+    """A selectbox whose choice survives page switches (kept under ``key`` in session state)."""
+    names = [p.name for p in options]
+    if st.session_state.get(key) not in names:
+        st.session_state[key] = default if default in names else names[0]
+    widget = f"_{key}_widget"
+    st.session_state[widget] = st.session_state[key]  # re-seed: widget state is dropped on page switch
+    choice = st.sidebar.selectbox(label, names, key=widget, help=help,
+                                  on_change=lambda: st.session_state.update({key: st.session_state[widget]}))
+    return options[names.index(choice)]
+
+
+def sidebar() -> Session:
+    """Dataset and checkpoint selectors. Missing or broken files stop the page with how to fix it."""
+    folder = data_dir()
+    datasets = sorted(folder.glob("*.h5")) + sorted(folder.glob("*.hdf5"))
+    if not datasets:
+        st.error(f"No dataset found in `{folder}`.")
+        st.info("Build the offline sample with `make sample`, fetch Galaxy10 with "
+                "`python -m galaxy_vae fetch galaxy10`, or import your own cutouts with "
+                "`python -m galaxy_vae import DIR --labels CSV --out data/mine.h5`.")
+        st.stop()
+    checkpoints = list_checkpoints(CHECKPOINT_DIR)
+    if not checkpoints:
+        st.error(f"No checkpoint found in `{CHECKPOINT_DIR}`.")
+        st.info("Train one with `python -m galaxy_vae train --model galaxy_vae --data data/gz1_sample.h5 "
+                "--out checkpoints/galaxy_vae.safetensors` (see checkpoints/README.md).")
+        st.stop()
+    data_path = _remembered_select("Dataset", datasets, "dataset", DEFAULT_DATASET,
+                                   f"HDF5 files in {folder}")
+    ckpt_path = _remembered_select("Model", checkpoints, "checkpoint", checkpoints[0].name,
+                                   f"Checkpoints in {CHECKPOINT_DIR}; the first is the default")
+    try:
+        challenge = False
+        probe = _load_data(str(data_path), _stamp(data_path), False)
+        if probe.class_names == GALAXY10_SDSS_CLASSES:
+            challenge = st.sidebar.toggle("Challenge subset (6 face-on classes)", value=True, key="challenge",
+                                          help="Drop cigar-shaped and edge-on classes 3-6, as the Milky Way challenge does.")
+        session = Session((str(data_path), _stamp(data_path), challenge), (str(ckpt_path), _stamp(ckpt_path)))
+        session.checkpoint  # load now, so a broken file is reported here
+    except GalaxyVAEError as exc:
+        st.error(str(exc))
+        st.stop()
+    st.sidebar.caption(f"{len(session.data):,} galaxies · {type(session.checkpoint.model).__name__} "
+                       f"({session.checkpoint.model.latent_dim}-D latent)")
+    return session
+
+
+# --- widgets shared by pages --------------------------------------------------------------------
+
+def gallery(images: np.ndarray, captions: Sequence[str], columns: int = 6, scale: int = 2) -> None:
+    """Thumbnails in a grid, crisply upscaled (nearest neighbour), each with its caption as alt text."""
+    cols = st.columns(columns)
+    for i, (img, caption) in enumerate(zip(images, captions)):
+        cols[i % columns].image(upscale(img, scale), caption=caption, alt=caption)
+
+
+def upload(label: str, key: str, session: Session, framing: bool = True, on_change=None) -> PreparedImage | None:
+    """A galaxy picture from the user, prepared like the catalogue; errors shown, never raised."""
+    file = st.file_uploader(label, type=UPLOAD_TYPES, key=key, on_change=on_change)
+    if file is None:
+        return None
+    try:
+        return prepare_upload(file.getvalue(), framing="auto" if framing else "none",
+                              target_fraction=session.target_extent if framing else None)
+    except GalaxyVAEError as exc:
+        st.error(f"Could not use {file.name}: {exc}")
+        return None
+
+
+def outlier_message(report: dict) -> str:
+    """Plain words for :meth:`Catalogue.outlier_report` when the query lies outside the catalogue."""
+    parts = []
+    if report["nn_distance"] > report["nn_threshold"]:
+        parts.append(f"its nearest catalogue galaxy is {report['nn_distance']:.3f} away, farther than for "
+                     f"99 % of catalogue galaxies ({report['nn_threshold']:.3f})")
+    if report.get("recon_error", 0.0) > report.get("recon_threshold", float("inf")):
+        parts.append(f"the model reconstructs it worse (MSE {report['recon_error']:.4f}) than 99 % of the "
+                     f"catalogue ({report['recon_threshold']:.4f})")
+    return ("This picture lies outside what the catalogue contains: " + "; ".join(parts) +
+            ". Its neighbours are the closest the catalogue has, but may not look much like it.")
+
+
+@contextmanager
+def timed(name: str):
+    """Record the server time of a page or fragment run to $GALAXY_VAE_TIMINGS (benchmarks only)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        path = os.environ.get(TIMINGS_ENV)
+        if path:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"name": name, "ms": (time.perf_counter() - start) * 1e3}) + "\n")

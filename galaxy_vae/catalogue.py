@@ -1,0 +1,190 @@
+"""A searchable catalogue: one dataset seen through one similarity (a model's latent, or pixels).
+
+This is what the pages and the CLI share, so both give identical answers for the same inputs:
+
+    GalaxyData --space.embed--> vectors (N, d) --NeighbourIndex--> k nearest, distances
+                                      |
+                        Projection (2-D map coordinates; PCA when d > 2)
+
+A *space* turns uint8 cutouts (N, 69, 69, 3) into vectors: :class:`ModelSpace` (latent means of a
+checkpoint's model) or :class:`PixelSpace` (the raw 64x64 crop, the baseline). The
+rotation/flip-invariant query embeds the 8 dihedral views of the query and keeps each galaxy's
+best distance.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from galaxy_vae.checkpoints import Checkpoint
+from galaxy_vae.data import GalaxyData, model_view
+from galaxy_vae.embed import CROP, decode_latents, dihedral_views, encode_images, reconstruct
+from galaxy_vae.search import Neighbours, NeighbourIndex, pixel_features
+
+log = logging.getLogger(__name__)
+
+OUTLIER_PERCENTILE = 99.0  # an upload beyond the catalogue's 99th percentile is flagged
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSpace:
+    """Latent means of a checkpoint's model."""
+
+    checkpoint: Checkpoint
+
+    @property
+    def label(self) -> str:
+        return f"{type(self.checkpoint.model).__name__} latent ({self.checkpoint.model.latent_dim}-D)"
+
+    def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        return encode_images(self.checkpoint.model, images, progress=progress)
+
+
+@dataclass(frozen=True, eq=False)
+class PixelSpace:
+    """The 64x64 crop itself, flattened: the baseline every latent must beat."""
+
+    label: str = "pixels (64x64x3)"
+
+    def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        return pixel_features(images)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Affine map between the latent space and the 2-D map: z = center + xy @ axes.
+
+    For a 2-D latent it is the identity, so the map *is* the latent. For wider latents (the 64-D
+    autoencoder) the axes are the two principal directions of the catalogue's latents.
+    """
+
+    center: np.ndarray  # (d,)
+    axes: np.ndarray  # (2, d), orthonormal rows
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray) -> "Projection":
+        d = vectors.shape[1]
+        if d == 2:
+            return cls(np.zeros(2), np.eye(2))
+        center = vectors.mean(axis=0).astype(np.float64)
+        # principal directions from the SVD of the centred latents
+        _, _, vt = np.linalg.svd(vectors.astype(np.float64) - center, full_matrices=False)
+        return cls(center, vt[:2])
+
+    def to_map(self, z: np.ndarray) -> np.ndarray:
+        """(..., d) -> (..., 2)"""
+        return (np.asarray(z, dtype=np.float64) - self.center) @ self.axes.T
+
+    def to_latent(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) -> (..., d) float32, on the plane through the centre spanned by the axes."""
+        return (self.center + np.asarray(xy, dtype=np.float64) @ self.axes).astype(np.float32)
+
+
+class Catalogue:
+    """``data`` embedded in ``space`` with an exact neighbour index. Build once, query often."""
+
+    def __init__(self, data: GalaxyData, space: ModelSpace | PixelSpace, progress: bool = False):
+        self.data, self.space = data, space
+        self.vectors = space.embed(data.images, progress=progress)  # (N, d) float32
+        self.index = NeighbourIndex(self.vectors)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def model(self):
+        return self.space.checkpoint.model if isinstance(self.space, ModelSpace) else None
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def embed_views(self, images: np.ndarray) -> np.ndarray:
+        """Vectors of the 8 dihedral views of each image: (Q, 69, 69, 3) -> (Q, 8, d)."""
+        views = dihedral_views(np.asarray(images))  # (8, Q, H, W, 3)
+        flat = views.reshape((-1,) + views.shape[2:])
+        return self.space.embed(flat).reshape(8, len(images), -1).transpose(1, 0, 2)
+
+    def query_images(self, images: np.ndarray, k: int = 12, invariant: bool = False) -> Neighbours:
+        """Neighbours of uint8 cutouts (Q, 69, 69, 3) or one (69, 69, 3): Neighbours with (Q, k)."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        if invariant:
+            return self.index.query_views(self.embed_views(images), k)
+        return self.index.query(self.space.embed(images), k)
+
+    def query_rows(self, rows, k: int = 12, invariant: bool = False) -> Neighbours:
+        """Neighbours of catalogue galaxies ``rows``, each excluding itself."""
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        k_eff = min(k, len(self) - 1)
+        if invariant:
+            found = self.index.query_views(self.embed_views(self.data.images[rows]), k_eff + 1)
+        else:
+            found = self.index.query(self.vectors[rows], k_eff + 1)
+        dist, idx = [], []
+        for row, d, i in zip(rows, found.distances, found.indices):
+            keep = i != row
+            if keep.all():  # a duplicate tied with the row itself took its place: drop the farthest
+                keep[-1] = False
+            dist.append(d[keep][:k_eff])
+            idx.append(i[keep][:k_eff])
+        return Neighbours(np.asarray(dist), np.asarray(idx))
+
+    # --- the latent map -----------------------------------------------------------------------
+
+    @cached_property
+    def projection(self) -> Projection:
+        return Projection.fit(self.vectors)
+
+    @cached_property
+    def map_xy(self) -> np.ndarray:
+        """(N, 2) map coordinates of every galaxy."""
+        return self.projection.to_map(self.vectors)
+
+    def locate(self, image: np.ndarray) -> np.ndarray:
+        """(2,) map position of one cutout (69, 69, 3), as it is (no rotation)."""
+        return self.projection.to_map(self.space.embed(np.asarray(image)[None]))[0]
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Images decoded from latents (Q, d): uint8 (Q, S, S, 3) at the model's size."""
+        if self.model is None:
+            raise TypeError("pixel space has no decoder")
+        return decode_latents(self.model, z)
+
+    def reconstruct(self, image: np.ndarray) -> np.ndarray:
+        """The model's reconstruction of one cutout (69, 69, 3) at 64x64: uint8 (64, 64, 3)."""
+        return reconstruct(self.model, np.asarray(image)[None])[0]
+
+    # --- is a query like the catalogue? -------------------------------------------------------
+
+    @cached_property
+    def nn_distance_threshold(self) -> float:
+        """99th percentile of catalogue galaxies' distance to their nearest other galaxy."""
+        d = self.query_rows(np.arange(len(self)), k=1).distances[:, 0]
+        return float(np.percentile(d, OUTLIER_PERCENTILE))
+
+    @cached_property
+    def recon_error_threshold(self) -> float:
+        """99th percentile of the catalogue's per-galaxy reconstruction error (MSE at 64x64)."""
+        return float(np.percentile(recon_errors(self.model, self.data.images), OUTLIER_PERCENTILE))
+
+    def outlier_report(self, image: np.ndarray) -> dict:
+        """How far a cutout (69, 69, 3) lies from the catalogue, against its 99th percentiles."""
+        nn = self.query_images(image, k=1)
+        report = {"nn_distance": float(nn.distances[0, 0]), "nn_threshold": self.nn_distance_threshold}
+        if self.model is not None:
+            report["recon_error"] = float(recon_errors(self.model, np.asarray(image)[None])[0])
+            report["recon_threshold"] = self.recon_error_threshold
+        report["outlier"] = report["nn_distance"] > report["nn_threshold"] or (
+            report.get("recon_error", 0.0) > report.get("recon_threshold", np.inf))
+        return report
+
+
+def recon_errors(model, images: np.ndarray) -> np.ndarray:
+    """Per-image mean squared error (values in [0, 1]) of the model's reconstruction at 64x64."""
+    target = model_view(images, CROP).astype(np.float32) / 255.0
+    recon = reconstruct(model, images).astype(np.float32) / 255.0
+    return ((recon - target) ** 2).reshape(len(images), -1).mean(axis=1)

@@ -1,0 +1,81 @@
+"""Latent map: every galaxy at its latent mean. Click one, or upload a picture, to see its neighbours."""
+
+import pandas as pd
+import streamlit as st
+
+from galaxy_vae import app
+from galaxy_vae.data import model_view
+from galaxy_vae.figures import latent_map, selected_rows
+from galaxy_vae.search import neighbour_table
+
+st.title("Latent map")
+st.caption("Each point is a galaxy placed by the model's latent mean; similar galaxies lie close together. "
+           "Click a galaxy, or upload a picture, to see its nearest neighbours.")
+session = app.sidebar()
+cat = session.catalogue
+data = cat.data
+if "map_query" not in st.session_state:
+    st.session_state.map_query = None  # ("row", row) or ("upload",): whichever the user chose last
+
+
+def _on_select() -> None:
+    rows = selected_rows(st.session_state["map"].selection)
+    if rows:
+        st.session_state.map_query = ("row", rows[0])
+
+
+def _on_upload() -> None:
+    st.session_state.map_query = ("upload",) if st.session_state.get("map_upload") else None
+
+
+with app.timed("latent_map"):
+    c1, c2, c3, c4 = st.columns(4)
+    k = c1.slider("Neighbours (k)", 1, 48, 12, key="k")
+    invariant = c2.toggle("Rotation/flip invariant", key="invariant",
+                          help="Compare all 8 rotations and mirror images of the query; keep each galaxy's best match.")
+    framing = c3.toggle("Auto framing of uploads", value=True, key="framing",
+                        help="Pad or crop an upload so its galaxy fills as much of the frame as catalogue galaxies do.")
+    background = c4.toggle("Decoded galaxies behind the map", key="background")
+    prepared = app.upload("Upload a galaxy picture (jpg, png, webp, gif, tif)", "map_upload", session,
+                          framing=framing, on_change=_on_upload)
+
+    query = st.session_state.map_query
+    neighbours = xy = None
+    if query and query[0] == "upload" and prepared is not None:
+        neighbours = cat.query_images(prepared.stored, k, invariant)
+        xy = cat.locate(prepared.stored)
+    elif query and query[0] == "row" and query[1] < len(data):
+        neighbours = cat.query_rows([query[1]], k, invariant)
+        xy = cat.map_xy[query[1]]
+
+    fig = latent_map(cat.map_xy, data.labels, data.class_names, data.ids, query=xy,
+                     neighbours=None if neighbours is None else neighbours.indices[0],
+                     background=session.manifold(24)[1:] if background else None,
+                     axis_names=("z₁", "z₂") if cat.vectors.shape[1] == 2 else ("PC 1", "PC 2"))
+    st.plotly_chart(fig, key="map", on_select=_on_select, selection_mode="points")
+
+    if neighbours is None:
+        st.info("Click a galaxy on the map, or upload a picture, to see its nearest neighbours.")
+        st.stop()
+
+    st.subheader("Query")
+    if query[0] == "row":
+        row = query[1]
+        st.image(app.upscale(model_view(data.images[row]), 3),
+                 caption=f"{data.ids[row]} · {data.class_names[data.labels[row]]}")
+    else:
+        left, right = st.columns(2)
+        left.image(app.upscale(model_view(prepared.stored), 3), caption="Your picture, prepared as the catalogue is")
+        right.image(app.upscale(cat.reconstruct(prepared.stored), 3), caption="Its reconstruction by the model")
+        for note in prepared.notes:
+            st.caption(note)
+        report = cat.outlier_report(prepared.stored)
+        if report["outlier"]:
+            st.warning(app.outlier_message(report))
+
+    st.subheader(f"{k} nearest galaxies" + (" (any rotation or mirror image)" if invariant else ""))
+    rows = neighbour_table(neighbours, data)
+    app.gallery(model_view(data.images[neighbours.indices[0]]),
+                [f"#{r['rank']} {r['id']} · {r['class_name']} · d={r['distance']:.3f}" for r in rows])
+    st.download_button("Download neighbours (CSV)", pd.DataFrame(rows).to_csv(index=False),
+                       file_name="neighbours.csv", mime="text/csv", key="download_neighbours")
