@@ -20,7 +20,7 @@ import streamlit as st
 
 from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
 from galaxy_vae.checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints, load_checkpoint
-from galaxy_vae.data import GALAXY10_SDSS_CLASSES, GalaxyData, challenge_subset, open_dataset
+from galaxy_vae.data import GALAXY10_SDSS_CLASSES, GalaxyData, open_for_search
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.fetch import data_dir
 from galaxy_vae.figures import latent_bounds, latent_grid_points, mosaic, png_data_uri, upscale
@@ -41,8 +41,7 @@ def _stamp(path: Path) -> float:
 
 @st.cache_resource(show_spinner="Reading the galaxy catalogue…", max_entries=4)
 def _load_data(path: str, stamp: float, challenge: bool) -> GalaxyData:
-    data = open_dataset(path)
-    return challenge_subset(data) if challenge else data
+    return open_for_search(path, challenge)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)

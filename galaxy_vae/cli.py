@@ -67,6 +67,43 @@ def cmd_fetch(args) -> int:
     return 0
 
 
+# --- search -----------------------------------------------------------------------------------
+
+def cmd_search(args) -> int:
+    """Nearest catalogue galaxies of each picture: the map page's upload search, from a shell."""
+    import numpy as np
+
+    from galaxy_vae.catalogue import Catalogue, ModelSpace
+    from galaxy_vae.checkpoints import DEFAULT_CHECKPOINT, load_checkpoint
+    from galaxy_vae.data import open_for_search
+    from galaxy_vae.framing import catalogue_extent
+    from galaxy_vae.images import prepare_upload
+    from galaxy_vae.search import neighbour_table
+
+    data = open_for_search(args.data, challenge=not args.all_classes)
+    target = catalogue_extent(data.images) if args.framing == "auto" else None
+    prepared, failed = [], []
+    for path in args.image:  # read every picture before any work, so one bad file costs nothing
+        try:
+            prepared.append(prepare_upload(path, framing=args.framing, target_fraction=target).stored)
+        except GalaxyVAEError as exc:
+            failed.append(f"{path}: {exc}")
+    if failed:
+        print("error: " + "\n".join(failed), file=sys.stderr)
+        return 2
+    catalogue = Catalogue(data, ModelSpace(load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)), progress=not args.json)
+    found = catalogue.query_images(np.stack(prepared), args.k, invariant=args.invariant)
+    results = [neighbour_table(found, data, row) for row in range(len(prepared))]
+    if args.json:
+        _print_json(results)
+        return 0
+    for path, rows in zip(args.image, results):
+        print(f"{path}:")
+        for r in rows:
+            print(f"  {r['rank']:>3}  {r['id']:<20}  {r['class_name']:<28}  {r['distance']:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m galaxy_vae",
                                      description="Explore the latent space of galaxy images.")
@@ -97,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true",
                    help="download over a file of the same name whose sha256 differs (default: refuse)")
     p.set_defaults(func=cmd_fetch)
+    p = sub.add_parser("search", help="nearest catalogue galaxies of pictures (as the map page's upload)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default: the improved VAE)")
+    p.add_argument("--data", type=Path, required=True, help="dataset to search (HDF5)")
+    p.add_argument("--image", type=Path, nargs="+", required=True, metavar="PATH", help="pictures to look up")
+    p.add_argument("-k", type=int, default=10, help="neighbours per picture (default 10)")
+    p.add_argument("--invariant", action="store_true", help="match any rotation or mirror image of the picture")
+    p.add_argument("--framing", choices=("auto", "none"), default="auto",
+                   help="auto: pad/crop so the galaxy fills the frame as catalogue galaxies do (default)")
+    p.add_argument("--all-classes", action="store_true",
+                   help="search all ten Galaxy10 SDSS classes (default: the challenge's six face-on ones)")
+    p.add_argument("--json", action="store_true",
+                   help='print a JSON list, one entry per picture: [{"rank", "index", "id", "label", "class_name", "distance"}, ...]')
+    p.set_defaults(func=cmd_search)
     return parser
 
 

@@ -252,6 +252,13 @@ def challenge_subset(data: GalaxyData, keep: Sequence[int] = CHALLENGE_KEEP) -> 
     return select_classes(data, keep)
 
 
+def open_for_search(path: str | Path, challenge: bool = True) -> GalaxyData:
+    """A dataset as the app and the CLI search it: Galaxy10 SDSS reduced to the challenge's six
+    face-on classes unless ``challenge`` is False; any other dataset as it is."""
+    data = open_dataset(path)
+    return challenge_subset(data) if challenge and data.class_names == GALAXY10_SDSS_CLASSES else data
+
+
 def center_crop(images: np.ndarray, size: int) -> np.ndarray:
     """Central ``size`` x ``size`` of (..., H, W, 3) images, a view (no copy). The seed: 69 -> 64."""
     h, w = images.shape[-3], images.shape[-2]
