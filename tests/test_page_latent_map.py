@@ -1,0 +1,94 @@
+"""AppTest of the latent map page: renders, finds neighbours of an upload and of a catalogue galaxy,
+agrees with the CLI, and survives bad uploads. (Clicking a Plotly point: tests/test_browser.py.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from uploads import BAD_UPLOADS, VALID_ODD_UPLOADS
+
+PAGE = str(ROOT / "pages" / "latent_map.py")
+
+
+def neighbour_captions(at: AppTest) -> list[str]:
+    """Gallery captions "#rank id · class · d=…", in rank order (the grid lists them by column)."""
+    found = [c for img in at.image for c in img.captions if c.startswith("#")]
+    return sorted(found, key=lambda c: int(c.split()[0][1:]))
+
+
+@pytest.fixture(scope="module")
+def at(sample_path):
+    at = AppTest.from_file(PAGE, default_timeout=300).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_latent_map_renders_and_invites_a_query(at):
+    assert at.title[0].value == "Latent map"
+    assert any("Click a galaxy" in i.value for i in at.info)
+    assert at.slider(key="k").value == 12
+    assert not at.error
+
+
+def test_latent_map_upload_of_milky_way_shows_neighbours(at, milky_way_path):
+    at.file_uploader(key="map_upload").set_value(("milky-way.webp", milky_way_path.read_bytes(), "image/webp"))
+    at.run()
+    assert not at.exception, at.exception
+    captions = neighbour_captions(at)
+    assert len(captions) == 12 >= 8
+    assert sorted(c.split()[0] for c in captions) == sorted(f"#{i}" for i in range(1, 13))
+    assert any("prepared as the catalogue" in c for img in at.image for c in img.captions)
+    assert at.get("download_button"), "the neighbour list can be downloaded as CSV"
+
+
+def test_latent_map_page_matches_cli(at, milky_way_path, sample_path):
+    """The page and `search --json` give the same neighbours for the same picture and settings."""
+    at.file_uploader(key="map_upload").set_value(("milky-way.webp", milky_way_path.read_bytes(), "image/webp"))
+    at.slider(key="k").set_value(10)
+    at.run()
+    page_ids = [c.split()[1] for c in neighbour_captions(at)]
+    checkpoint = ROOT / "checkpoints" / at.session_state["checkpoint"]  # the sidebar's choice
+    out = subprocess.run([sys.executable, "-m", "galaxy_vae", "search", "--data", str(sample_path),
+                          "--checkpoint", str(checkpoint),
+                          "--image", str(milky_way_path), "-k", "10", "--json"],
+                         capture_output=True, text=True, cwd=ROOT, check=True)
+    rows = json.loads(out.stdout)
+    assert len(rows) == 1 and [r["id"] for r in rows[0]] == page_ids
+    assert set(rows[0][0]) == {"rank", "index", "id", "label", "class_name", "distance"}
+    at.slider(key="k").set_value(12).run()
+
+
+def test_latent_map_catalogue_query_excludes_itself(at, sample):
+    at.file_uploader(key="map_upload").set_value(None).run()
+    at.session_state["map_query"] = ("row", 5)  # what a click on galaxy row 5 stores
+    at.run()
+    assert not at.exception, at.exception
+    assert at.image[0].captions[0].split(" · ")[0] == sample.ids[5]
+    captions = neighbour_captions(at)
+    assert len(captions) == 12
+    assert sample.ids[5] not in [c.split()[1] for c in captions]
+
+
+@pytest.mark.parametrize("name", sorted(BAD_UPLOADS))
+def test_latent_map_bad_upload_shows_error(at, name):
+    filename, content, mime = BAD_UPLOADS[name]()
+    at.file_uploader(key="map_upload").set_value((filename, content, mime)).run()
+    assert not at.exception, at.exception
+    assert at.error, f"{name}: no error shown"
+    assert filename in at.error[0].value
+    assert at.title[0].value == "Latent map" and at.get("plotly_chart"), "the page keeps working"
+
+
+@pytest.mark.parametrize("name", sorted(VALID_ODD_UPLOADS))
+def test_latent_map_unusual_but_valid_upload_is_searched(at, name):
+    filename, content, mime = VALID_ODD_UPLOADS[name]()
+    at.file_uploader(key="map_upload").set_value((filename, content, mime)).run()
+    assert not at.exception, at.exception
+    assert not at.error, f"{name}: {[e.value for e in at.error]}"
+    assert len(neighbour_captions(at)) == 12
