@@ -104,6 +104,103 @@ def cmd_search(args) -> int:
     return 0
 
 
+# --- models: train, evaluate, embed -----------------------------------------------------------
+
+MODEL_NAMES = ("dense_ae", "conv_vae", "galaxy_vae")  # models.MODELS, named here so --help needs no torch
+
+def _train_command(args) -> str:
+    """The command line that reproduces this training run, flags in a fixed order."""
+    import shlex
+
+    parts = ["python", "-m", "galaxy_vae", "train", "--model", args.model, "--data", str(args.data)]
+    for flag in ("epochs", "batch_size", "lr", "beta", "class_weight", "class_balance", "seed",
+                 "split_seed", "val_fraction", "eval_every"):
+        value = getattr(args, flag)
+        if value is not None:
+            parts += [f"--{flag.replace('_', '-')}", str(value)]
+    if args.no_augment:
+        parts.append("--no-augment")
+    if args.classes is not None:
+        parts += ["--classes", *map(str, args.classes)]
+    if args.all_classes:
+        parts.append("--all-classes")
+    if args.model_config:
+        parts += ["--model-config", args.model_config]
+    return shlex.join(parts + ["--out", str(args.out)])
+
+
+def cmd_train(args) -> int:
+    from galaxy_vae.train import default_config, train_model
+
+    try:
+        model_config = json.loads(args.model_config) if args.model_config else None
+    except json.JSONDecodeError as exc:
+        print(f"error: --model-config is not JSON ({exc}); e.g. '{{\"head_hidden\": 0}}'", file=sys.stderr)
+        return 2
+    cfg = default_config(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         beta=args.beta, class_weight=args.class_weight, class_balance=args.class_balance,
+                         seed=args.seed, split_seed=args.split_seed, val_fraction=args.val_fraction,
+                         eval_every=args.eval_every, device=args.device,
+                         augment=False if args.no_augment else None)
+    path, meta = train_model(args.model, args.data, args.out, cfg, model_config, classes=args.classes,
+                             challenge=not args.all_classes, progress=not args.quiet,
+                             command=_train_command(args))
+    m = meta["metrics"]
+    print(f"{'interrupted: ' if meta['interrupted'] else ''}saved {path} after {meta['epochs_done']} "
+          f"epoch(s) in {meta['train_seconds'] / 60:.1f} min")
+    print("validation: " + ", ".join(f"{k}={m[k]:.4f}" for k in
+          ("precision_at_10", "macro_precision_at_10", "pixel_macro_precision_at_10", "recon_mse") if k in m))
+    return 130 if meta["interrupted"] else 0
+
+
+def cmd_evaluate(args) -> int:
+    from galaxy_vae.checkpoints import DEFAULT_CHECKPOINT, load_checkpoint
+    from galaxy_vae.data import open_dataset
+    from galaxy_vae.evaluate import evaluate_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)
+    result = evaluate_checkpoint(ckpt, open_dataset(args.data), pixel=not args.no_pixel)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"{result['model']} ({ckpt.path.name}) on {result['dataset']}: {result['n_val']} validation "
+          f"galaxies, neighbours among {result['n_train']} training galaxies")
+    spaces = ["", "pixel_"] if not args.no_pixel else [""]
+    print(f"  {'':<28}" + "".join(f"{('latent' if s == '' else 'pixels'):>10}" for s in spaces))
+    for key in ("precision_at_10", "macro_precision_at_10", "precision_at_10_morph", "macro_precision_at_10_morph"):
+        print(f"  {key:<28}" + "".join(f"{result[s + key]:>10.4f}" for s in spaces))
+    print(f"  {'recon_mse (64x64)':<28}{result['recon_mse']:>10.5f}")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    import numpy as np
+
+    from galaxy_vae.checkpoints import DEFAULT_CHECKPOINT, dataset_for, load_checkpoint
+    from galaxy_vae.data import open_dataset
+    from galaxy_vae.embed import encode_images
+
+    if args.out.suffix.lower() not in (".csv", ".npy"):
+        print(f"error: --out must end in .csv or .npy, not {args.out.name!r}", file=sys.stderr)
+        return 2
+    ckpt = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)
+    data = dataset_for(ckpt.meta, open_dataset(args.data))
+    z = encode_images(ckpt.model, data.images, batch_size=args.batch_size, progress=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.suffix.lower() == ".npy":
+        np.save(args.out, z)  # (N, d) float32, rows in dataset order
+    else:
+        import csv
+
+        with open(args.out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "label", *[f"z{i}" for i in range(z.shape[1])]])
+            for gid, label, row in zip(data.ids, data.labels, z):
+                w.writerow([gid, data.class_names[label], *[f"{v:.6g}" for v in row]])
+    print(f"wrote {len(z)} latents of dimension {z.shape[1]} ({ckpt.name}) to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m galaxy_vae",
                                      description="Explore the latent space of galaxy images.")
@@ -147,6 +244,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help='print a JSON list, one entry per picture: [{"rank", "index", "id", "label", "class_name", "distance"}, ...]')
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("train", help="train a model on a dataset's training split and save a checkpoint")
+    p.add_argument("--model", choices=MODEL_NAMES, required=True, help="architecture (registry name)")
+    p.add_argument("--data", type=Path, required=True, help="dataset (HDF5)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.safetensors)")
+    p.add_argument("--epochs", type=int, help="passes over the training split")
+    p.add_argument("--batch-size", type=int, help="images per step")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--beta", type=float, help="weight of the KL term (VAEs)")
+    p.add_argument("--class-weight", type=float, help="weight of the class head's cross-entropy (VAEs)")
+    p.add_argument("--class-balance", type=float, help="class weights (1/count)**B: 0 plain, 1 balanced")
+    p.add_argument("--seed", type=int, help="seed of weights, batch order, augmentation and noise")
+    p.add_argument("--split-seed", type=int, help="seed of the stratified train/validation split")
+    p.add_argument("--val-fraction", type=float, help="share of each class held out (default 0.2)")
+    p.add_argument("--eval-every", type=int, help="epochs between validation retrieval metrics")
+    p.add_argument("--no-augment", action="store_true", help="no random rotations/flips")
+    p.add_argument("--classes", type=int, nargs="+", metavar="N", help="train on these class numbers only")
+    p.add_argument("--all-classes", action="store_true",
+                   help="Galaxy10 SDSS: all ten classes (default: the challenge's six face-on ones)")
+    p.add_argument("--model-config", metavar="JSON", help='architecture overrides, e.g. \'{"head_hidden": 0}\'')
+    p.add_argument("--device", help="cuda or cpu (default: the GPU when there is one)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="held-out retrieval precision@10 and reconstruction error of a checkpoint")
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the improved VAE)")
+    p.add_argument("--data", type=Path, required=True, help="the dataset it was trained on (HDF5)")
+    p.add_argument("--json", action="store_true", help="print every figure as JSON")
+    p.add_argument("--no-pixel", action="store_true", help="skip the (slow) pixel-space baseline")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("embed", help="write the latents of every galaxy in a dataset")
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the improved VAE)")
+    p.add_argument("--data", type=Path, required=True, help="dataset (HDF5)")
+    p.add_argument("--out", type=Path, required=True, help=".csv (id,label,z0,z1,...) or .npy (N x d float32)")
+    p.add_argument("--batch-size", type=int, default=1024, help="images per batch")
+    p.set_defaults(func=cmd_embed)
     return parser
 
 

@@ -124,8 +124,8 @@ class ConvVAE(_VAEMixin, nn.Module):
     Reading of the seed: ``enc4`` (4x4, stride 2, no padding) leaves 1x1x64 for ``fc1`` only when
     the input is 32x32, and ``dec1..dec4`` grow a 1x1 seed to 32x32. So it is fed the central
     64x64 crop block-averaged 2x2 to 32x32 (``data.model_view(images, 64, 32)``), and its 32x32
-    reconstructions are compared with other models' after upsampling to 64x64 (each pixel
-    repeated 2x2, see ``galaxy_vae.evaluate.to_64``). ReLU between layers, sigmoid output.
+    reconstructions are compared with other models' after bilinear upsampling to 64x64
+    (``galaxy_vae.embed.upsample``). ReLU between layers, sigmoid output.
     """
 
     def __init__(self, config: ConvVAEConfig | None = None):
