@@ -1,44 +1,279 @@
-"""Turning picture files into galaxy cutouts: the one place images are decoded and framed.
+"""Turning picture files into galaxy cutouts: the one place images are decoded, framed and cut out.
 
 Catalogue images and user uploads go through the same functions, so an uploaded picture is
 prepared exactly as the catalogue was:
 
-    file / bytes --decode_image--> RGB PIL image (alpha flattened on black)
+    file / bytes --read_image------> RGB PIL image + notes (every bad file -> ImageError)
                  --galaxy10_cutout--> (69, 69, 3) uint8   # Galaxy Zoo frame: central 207/424
                  --square_cutout----> (69, 69, 3) uint8   # any other picture: centre square
+    upload       --prepare_upload---> PreparedImage: read, framed like the catalogue
+                                      (galaxy_vae.framing), then square_cutout
 
 The stored size (69) matches Galaxy10 SDSS; models then take the central 64x64
-(:func:`galaxy_vae.data.center_crop`).
+(:func:`galaxy_vae.data.model_view`).
+
+Decoding turns every file a user may bring into 8-bit RGB, or refuses it with an ImageError that
+says what was expected, what was found and what to do: empty, truncated or non-picture files,
+headers claiming more than MAX_PIXELS (checked before any pixel is decoded), pictures smaller
+than MIN_SIDE or longer than MAX_ASPECT times their width. Valid oddities are handled and noted:
+16-bit and float pixels are rescaled (not clipped), CMYK is converted (through its ICC profile
+when it has one), transparency is flattened on black (space is black), animations give their
+first frame, and EXIF orientation is applied.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from galaxy_vae.errors import ImageError
+from galaxy_vae.framing import CATALOGUE_EXTENT, Framing, frame_to
+
+log = logging.getLogger(__name__)
 
 STORED_SIZE = 69  # Galaxy10 SDSS stores 69x69 cutouts
 GZ_CROP_FRACTION = 207 / 424  # Galaxy10 keeps the central 207 px of the 424 px Galaxy Zoo frame
 RESAMPLE = Image.Resampling.BOX  # area averaging: Galaxy10's 3x downscale, exact for integer ratios
 
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")  # decoders allowed (JPEG includes MPO)
+MAX_PIXELS = 40_000_000  # 40 megapixels: a large camera photo; more is refused before decoding
+MIN_SIDE = 8  # px: below this no galaxy shape survives (the stored cutout is 69 px)
+MAX_ASPECT = 10.0  # longer/shorter side: beyond it the centre square keeps < 10 % of the picture
+# what PIL raises on broken or hostile files (struct/zlib/Index errors come from malformed headers)
+PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError,
+              struct.error, zlib.error, Image.DecompressionBombError, Image.DecompressionBombWarning)
+KNOWN_FORMATS = "JPEG, PNG, WebP, GIF, TIFF or BMP"
+
+Source = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedImage:
+    """A picture file as 8-bit RGB, with what decoding had to do to it."""
+
+    image: Image.Image  # RGB, upright, transparency flattened on black
+    original_size: tuple[int, int]  # (width, height) in the file, before EXIF rotation
+    format: str  # PIL format name, e.g. "PNG"
+    notes: tuple[str, ...]  # human-readable, e.g. "first frame of an animated GIF"
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedImage:
+    """An upload prepared exactly as catalogue images are stored."""
+
+    stored: np.ndarray  # (69, 69, 3) uint8, read-only; models crop their view from it
+    image: Image.Image  # the decoded RGB picture, before framing
+    original_size: tuple[int, int]  # (width, height) in the file
+    notes: tuple[str, ...]  # what decoding and framing did, for the user
+    framing: Framing | None  # extent before/after and the framed picture; None with framing="none"
+
 
 def flatten_alpha(img: Image.Image) -> Image.Image:
     """RGB image with any transparency composited onto black (space is black)."""
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         return Image.alpha_composite(black, rgba).convert("RGB")
     return img.convert("RGB")
 
 
-def decode_image(source: str | Path | bytes) -> Image.Image:
-    """Decode a picture file (path or bytes) into an RGB image, transparency flattened on black."""
-    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    with Image.open(fp) as img:
-        img.load()
+def _fail(label: str, expected: str, found: str, fix: str) -> ImageError:
+    return ImageError(f"Cannot use {label}", expected=expected, found=found, fix=fix)
+
+
+def _read_source(source: Source) -> tuple[bytes, str]:
+    """The file's bytes and a name for messages; paths and upload objects alike."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "the uploaded picture"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            found = "a folder" if path.is_dir() else "no such file"
+            raise _fail(path.name or str(path), "a picture file", found, "Check the path.")
+        return path.read_bytes(), path.name
+    if hasattr(source, "read"):  # an open file, or Streamlit's UploadedFile (a BytesIO)
+        if hasattr(source, "seek"):
+            source.seek(0)
+        return source.read(), str(getattr(source, "name", "the uploaded picture"))
+    raise TypeError(f"expected a path, bytes or a binary file, got {type(source).__name__}")
+
+
+def _what_it_is(data: bytes) -> str:
+    """A plain description of bytes that no allowed decoder recognised."""
+    head = data[:512]
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "a HEIC/AVIF picture, which galaxy_vae does not decode"
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"data no picture decoder recognises (it starts with bytes {head[:8].hex(' ')})"
+    if "<svg" in text.lower():
+        return "an SVG drawing (vector graphics, not pixels)"
+    preview = " ".join(text.split())[:40]
+    return f"text, not a picture (it starts {preview!r})"
+
+
+def _check_size(label: str, w: int, h: int) -> None:
+    """Refuse sizes no galaxy cutout can come from: read from the header, before decoding."""
+    if w * h > MAX_PIXELS:
+        raise _fail(label, f"at most {MAX_PIXELS // 1_000_000} megapixels",
+                    f"{w}x{h} pixels ({w * h / 1e6:.0f} megapixels) in its header",
+                    "Downscale or crop the picture around the galaxy; a few hundred pixels a side is plenty.")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        side = min(w, h)
+        raise _fail(label, f"a picture at most {MAX_ASPECT:g} times longer than it is wide",
+                    f"{w}x{h} pixels: its centre square would keep only {side}x{side} of them",
+                    "Crop the picture around the galaxy so that it is roughly square.")
+    if min(w, h) < MIN_SIDE:
+        raise _fail(label, f"at least {MIN_SIDE}x{MIN_SIDE} pixels",
+                    f"{w}x{h} pixels, too small to show a galaxy's shape",
+                    f"Upload a larger cutout (catalogue galaxies are stored at {STORED_SIZE}x{STORED_SIZE}).")
+
+
+def _scaled_to_l(values: np.ndarray, lo: float, hi: float) -> Image.Image:
+    """Greyscale 'L' image of ``values`` mapped linearly from [lo, hi] to 0..255."""
+    span = hi - lo if hi > lo else 1.0
+    out = np.clip(np.rint((values.astype(np.float64) - lo) * (255.0 / span)), 0, 255)
+    return Image.fromarray(out.astype(np.uint8), "L")
+
+
+def _wide_to_l(img: Image.Image, label: str, notes: list[str]) -> Image.Image:
+    """16-bit, 32-bit integer or float greyscale -> 8-bit 'L', scaled (PIL's convert would clip)."""
+    values = np.asarray(img)
+    if img.mode == "F":
+        finite = np.isfinite(values)
+        if not finite.any():
+            raise _fail(label, "finite pixel values", "only NaN or infinite values",
+                        "Export the picture again.")
+        lo, hi = float(values[finite].min()), float(values[finite].max())
+        bad = int((~finite).sum())
+        if bad:  # NaN and -inf go to black, +inf to white
+            values = np.where(np.isposinf(values), hi, values)
+            values = np.where(np.isfinite(values), values, lo)
+            notes.append(f"{bad} NaN/infinite pixels set to the picture's black or white")
+        notes.append(f"32-bit float image scaled from its range [{lo:.4g}, {hi:.4g}] to 8 bits")
+        return _scaled_to_l(values, lo, hi)
+    lo, hi = int(values.min()), int(values.max())
+    if img.mode.startswith("I;16") or (lo >= 0 and 255 < hi <= 65535):
+        notes.append("16-bit image scaled to 8 bits")
+        return _scaled_to_l(values, 0, 65535)
+    if lo >= 0 and hi <= 255:
+        return Image.fromarray(values.astype(np.uint8), "L")  # 8-bit data stored in a wide mode
+    notes.append(f"32-bit integer image scaled from its range [{lo}, {hi}] to 8 bits")
+    return _scaled_to_l(values, lo, hi)
+
+
+def _to_rgb(img: Image.Image, label: str, notes: list[str]) -> Image.Image:
+    """Any decoded PIL mode -> RGB, noting what changed."""
+    mode = img.mode
+    if mode in ("F", "I") or mode.startswith("I;16"):
+        return _wide_to_l(img, label, notes).convert("RGB")
+    if mode == "CMYK":
+        profile = img.info.get("icc_profile")
+        if profile:
+            try:
+                cmyk = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+                rgb = ImageCms.profileToProfile(img, cmyk, ImageCms.createProfile("sRGB"), outputMode="RGB")
+                notes.append("CMYK image converted to RGB through its colour profile")
+                return rgb
+            except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+                log.info("CMYK profile unusable (%s); converting without it", exc)
+        notes.append("CMYK image converted to RGB")
+        return img.convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        alpha = img.convert("RGBA").getchannel("A")
+        if alpha.getextrema()[0] < 255:
+            notes.append("transparent pixels flattened onto black")
         return flatten_alpha(img)
+    if mode in ("1", "L"):
+        notes.append("greyscale picture: the same values in R, G and B")
+    try:
+        return img.convert("RGB")
+    except ValueError:
+        raise _fail(label, "an RGB, greyscale, palette, CMYK, 16-bit or float picture", f"colour mode {mode}",
+                    "Convert the picture to RGB (for example, save it as PNG).") from None
+
+
+def _frame_note(img: Image.Image) -> str | None:
+    """Say which frame or page is used when the file holds several."""
+    try:
+        if not getattr(img, "is_animated", False):  # GIF/PNG/WebP look only for a second frame
+            return None
+    except PIL_ERRORS:  # the first frame decoded; a later one is damaged
+        return f"first frame of a {img.format} whose later frames are damaged"
+    if img.format == "TIFF":
+        return "first page of a multi-page TIFF"
+    if img.format == "MPO":
+        return "first picture of a multi-picture JPEG (MPO)"
+    return f"first frame of an animated {img.format}"
+
+
+def read_image(source: Source) -> DecodedImage:
+    """Decode a picture (path, bytes, or binary file) into upright 8-bit RGB; see module docstring.
+
+    Raises :class:`ImageError` for anything that is not a usable galaxy picture.
+    """
+    data, label = _read_source(source)
+    if not data:
+        raise _fail(label, f"a picture file ({KNOWN_FORMATS})", "an empty file (0 bytes)",
+                    "The upload or copy did not finish: choose the file again.")
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        # PIL only warns between 89 and 179 megapixels; our MAX_PIXELS is lower and checked below.
+        # Its other warnings (corrupt EXIF or TIFF tags it skipped) are logged, not shown.
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+        except UnidentifiedImageError:
+            raise _fail(label, f"a picture file ({KNOWN_FORMATS})", _what_it_is(data),
+                        f"Save the picture as {KNOWN_FORMATS} and upload that.") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _fail(label, f"at most {MAX_PIXELS // 1_000_000} megapixels",
+                        f"a header claiming over {Image.MAX_IMAGE_PIXELS // 1_000_000} megapixels "
+                        "(a decompression bomb, or a huge picture)",
+                        "Downscale or crop the picture around the galaxy first.") from None
+        except PIL_ERRORS as exc:
+            raise _fail(label, f"a complete {KNOWN_FORMATS} file", f"a damaged header ({exc})",
+                        "Download or export the picture again.") from None
+        with img:
+            fmt = img.format or "?"
+            size = img.size
+            _check_size(label, *size)
+            frame_note = _frame_note(img)
+            try:
+                img.load()  # first frame only
+                orientation = img.getexif().get(0x0112, 1)  # EXIF "Orientation"; 1 = upright
+                upright = ImageOps.exif_transpose(img)  # a copy, upright, EXIF tag removed
+            except PIL_ERRORS as exc:
+                raise _fail(label, f"a complete {fmt} file",
+                            f"a truncated or damaged {fmt} file ({exc})",
+                            "Download or export the picture again.") from None
+    for warning in caught:
+        log.info("%s: %s", label, warning.message)
+    if frame_note:
+        notes.append(frame_note)
+    if orientation in range(2, 9):
+        notes.append("turned upright as its EXIF orientation says")
+    if fmt == "PNG" and data[24:25] == b"\x10" and upright.mode in ("RGB", "RGBA", "LA"):
+        notes.append("16-bit image scaled to 8 bits")  # PIL reads 16-bit colour PNGs as 8-bit
+    return DecodedImage(_to_rgb(upright, label, notes), size, fmt, tuple(notes))
+
+
+def decode_image(source: Source) -> Image.Image:
+    """Decode a picture file (path or bytes) into an RGB image, transparency flattened on black."""
+    return read_image(source).image
 
 
 def _square_box(width: int, height: int, fraction: float) -> tuple[float, float, float, float]:
@@ -62,3 +297,29 @@ def square_cutout(img: Image.Image, size: int = STORED_SIZE, fraction: float = 1
 def galaxy10_cutout(img: Image.Image, size: int = STORED_SIZE) -> np.ndarray:
     """The Galaxy10 recipe for a Galaxy Zoo frame: keep the central 207/424, downscale to 69x69."""
     return square_cutout(img, size, GZ_CROP_FRACTION)
+
+
+def prepare_upload(source: Source, *, framing: str = "auto", target_fraction: float | None = None,
+                   size: int = STORED_SIZE) -> PreparedImage:
+    """Read an upload and cut it out as the catalogue was: (size, size, 3) uint8 in ``.stored``.
+
+    ``framing="auto"`` pads or crops around the galaxy first so that its half-light radius covers
+    ``target_fraction`` of the frame, as in the catalogue; pass the dataset's own
+    ``framing.catalogue_extent(data.images)``. Without one, ``CATALOGUE_EXTENT`` (measured on
+    the offline SDSS sample) is used. ``framing="none"`` takes the plain centre square.
+    """
+    if framing not in ("auto", "none"):
+        raise ValueError(f'framing must be "auto" or "none", got {framing!r}')
+    decoded = read_image(source)
+    notes = list(decoded.notes)
+    picture, framed = decoded.image, None
+    if framing == "auto":
+        framed = frame_to(decoded.image, CATALOGUE_EXTENT if target_fraction is None else target_fraction)
+        notes.append(framed.describe())
+        picture = framed.image
+    if picture.width != picture.height:
+        side = min(picture.size)
+        notes.append(f"centre square {side}x{side} of the {picture.width}x{picture.height} picture kept")
+    stored = square_cutout(picture, size)
+    stored.flags.writeable = False
+    return PreparedImage(stored, decoded.image, decoded.original_size, tuple(notes), framed)
