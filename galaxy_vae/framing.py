@@ -39,9 +39,9 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-# Median half-light radius / frame side over the offline sample (data/gz1_sample.h5, 6,664 SDSS
-# galaxies): `catalogue_extent(open_dataset("data/gz1_sample.h5").images)`. A test re-measures it,
-# so it cannot drift from the data. Callers with another dataset pass catalogue_extent(their images).
+# Median half-light radius / frame side over all 6,664 galaxies of the offline sample
+# (data/gz1_sample.h5): `catalogue_extent(images, max_images=None)`. A test re-measures it, so it
+# cannot drift from the data. Callers with another dataset pass catalogue_extent(their images).
 CATALOGUE_EXTENT = 0.1317
 
 BORDER = 0.06  # sky ring width as a fraction of the side (4 px of a 69 px cutout)
@@ -50,6 +50,7 @@ MIN_CUT = 1.0  # ... and at least this many grey levels above it (noise-free ren
 PAD_TOLERANCE = 2  # grey levels: pixels this close to a flat margin's colour count as margin
 MEASURE_SIDE = 138  # larger pictures are block-averaged to >= this side before measuring
 BIN = 0.25  # px: radial bin of the growth curve (interpolated within a bin)
+SAMPLE_IMAGES = 2000  # catalogue_extent measures this many evenly spaced galaxies by default
 CHUNK = 256  # images per vectorised block: (256, 69, 69) float64 arrays of ~10 MB
 ZOOM_LIMIT = 8.0  # framing never magnifies or shrinks a picture by more than this
 MIN_FRAME = 16  # px: the smallest crop framing will take from a picture
@@ -306,11 +307,12 @@ def measure_extents(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def catalogue_extent(images: np.ndarray, max_images: int | None = None) -> float:
+def catalogue_extent(images: np.ndarray, max_images: int | None = SAMPLE_IMAGES) -> float:
     """Typical extent (median over galaxies) of a catalogue's (N, H, W, 3) uint8 cutouts.
 
-    ``max_images`` measures that many evenly spaced galaxies instead of all of them (the median
-    of 2,000 of the 6,664 sample galaxies is within 0.001 of the median of all).
+    At most ``max_images`` evenly spaced galaxies are measured (None: all). The median of 2,000
+    of the sample's 6,664 is within 0.001 of the median of all (the spread between galaxies is
+    0.025) and takes a third of the time: ~0.4 s here, however large the catalogue.
     """
     if max_images is not None and len(images) > max_images:
         images = images[np.linspace(0, len(images) - 1, max_images).astype(np.intp)]
