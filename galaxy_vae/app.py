@@ -174,11 +174,11 @@ def upload(label: str, key: str, session: Session, framing: bool = True, on_chan
     file = st.file_uploader(label, type=UPLOAD_TYPES, key=key, on_change=on_change)
     if file is None:
         return None
-    try:
-        return prepare_upload(file.getvalue(), framing="auto" if framing else "none",
+    try:  # the file object itself, so messages name the file
+        return prepare_upload(file, framing="auto" if framing else "none",
                               target_fraction=session.target_extent if framing else None)
     except GalaxyVAEError as exc:
-        st.error(f"Could not use {file.name}: {exc}")
+        st.error(str(exc))
         return None
 
 
