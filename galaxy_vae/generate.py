@@ -1,0 +1,245 @@
+"""Galaxies from the latent space: interpolation between two galaxies, points and paths located on
+the map with their nearest real galaxy, and the strip / GIF exports of the generator page.
+
+    two latent means a, b (d,) --lerp | slerp at ts (T,)--> latents (T, d) --Catalogue.decode--> images
+                                          |
+                        projection.to_map -> (T, 2) path on the map;  index.query -> nearest galaxy
+
+:func:`lerp` and :func:`slerp` are pure numpy. Decoding always goes through
+:meth:`galaxy_vae.catalogue.Catalogue.decode`, so the page, the tests and any script decode the
+same latent to the same pixels. For wider latents (the 64-D autoencoder) interpolation runs in the
+full latent space; only the map shows the path projected onto the two principal directions.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from galaxy_vae.catalogue import Catalogue
+from galaxy_vae.errors import DataError
+from galaxy_vae.figures import latent_bounds, png_bytes, upscale
+
+PARALLEL_EPS = 1e-6  # angles (radians) closer than this to 0 or pi count as parallel / opposite
+ZERO_NORM = 1e-12  # a latent shorter than this has no direction
+
+
+# --- interpolation (pure numpy) -----------------------------------------------------------------
+
+def _check_t(t) -> np.ndarray:
+    """t as float64 array; every value must be finite and within [0, 1]."""
+    t = np.asarray(t, dtype=np.float64)
+    if not np.all(np.isfinite(t)) or np.any(t < 0.0) or np.any(t > 1.0):
+        bad = t[~(np.isfinite(t) & (t >= 0.0) & (t <= 1.0))].ravel()
+        raise ValueError(f"interpolation parameter t must lie in [0, 1] (0 = first galaxy, 1 = second); "
+                         f"found {bad[:5].tolist()}. Extrapolating beyond the two galaxies is not supported.")
+    return t
+
+
+def _check_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise ValueError(f"interpolation needs two latent vectors of the same length (d,), "
+                         f"found shapes {a.shape} and {b.shape}")
+    return a, b
+
+
+def _exact_endpoints(out: np.ndarray, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Return a itself at t == 0 and b at t == 1 (no rounding from the trigonometry)."""
+    out[t == 0.0] = a
+    out[t == 1.0] = b
+    return out
+
+
+def lerp(a: np.ndarray, b: np.ndarray, t) -> np.ndarray:
+    """Straight line from a to b: (d,), (d,), t scalar or (T,) -> (d,) or (T, d) float64."""
+    a, b = _check_pair(a, b)
+    t = _check_t(t)
+    out = a + t[..., None] * (b - a)  # (..., 1) * (d,) -> (..., d)
+    return _exact_endpoints(out, a, b, t)
+
+
+def _orthogonal_unit(u: np.ndarray) -> np.ndarray:
+    """A unit vector orthogonal to unit u: the least-aligned basis vector, minus its u component."""
+    e = np.zeros_like(u)
+    e[np.argmin(np.abs(u))] = 1.0
+    w = e - (e @ u) * u
+    return w / np.linalg.norm(w)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t) -> np.ndarray:
+    """Spherical interpolation for vectors of any length: (d,), (d,), t -> (d,) or (T, d) float64.
+
+    The direction turns at constant angular speed along the great circle from a/|a| to b/|b| while
+    the norm moves linearly from |a| to |b|; equal norms therefore stay on their sphere. Special
+    cases: a zero vector has no direction, so the other one's is used (the result is then the
+    straight line); parallel vectors keep their common direction; opposite vectors turn through an
+    arbitrary but fixed orthogonal direction (the great circle is not unique).
+    """
+    a, b = _check_pair(a, b)
+    t = _check_t(t)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    radius = (1.0 - t) * na + t * nb  # shape of t
+    if na < ZERO_NORM and nb < ZERO_NORM:
+        out = np.zeros(t.shape + a.shape)
+    elif na < ZERO_NORM or nb < ZERO_NORM:
+        u = b / nb if na < ZERO_NORM else a / na
+        out = radius[..., None] * u
+    else:
+        ua, ub = a / na, b / nb
+        omega = float(np.arccos(np.clip(ua @ ub, -1.0, 1.0)))
+        tt = t[..., None]
+        if omega < PARALLEL_EPS:  # (nearly) parallel: normalised lerp of the directions
+            d = (1.0 - tt) * ua + tt * ub
+            direction = d / np.linalg.norm(d, axis=-1, keepdims=True)
+        elif np.pi - omega < PARALLEL_EPS and a.size > 1:  # opposite: half a turn through w
+            w = _orthogonal_unit(ua)
+            direction = np.cos(np.pi * tt) * ua + np.sin(np.pi * tt) * w
+        elif np.pi - omega < PARALLEL_EPS:  # 1-D opposite: no circle to follow, pass through zero
+            return lerp(a, b, t)
+        else:
+            direction = (np.sin((1.0 - tt) * omega) * ua + np.sin(tt * omega) * ub) / np.sin(omega)
+        out = radius[..., None] * direction
+    return _exact_endpoints(out, a, b, t)
+
+
+METHODS = {"linear": lerp, "spherical": slerp}
+
+
+def interpolate(a: np.ndarray, b: np.ndarray, t, method: str = "linear") -> np.ndarray:
+    """``lerp`` or ``slerp`` by name ("linear", "spherical")."""
+    if method not in METHODS:
+        raise ValueError(f"interpolation method must be one of {sorted(METHODS)}, found {method!r}")
+    return METHODS[method](a, b, t)
+
+
+def frame_ts(n: int) -> np.ndarray:
+    """n evenly spaced steps from 0 to 1 inclusive: frame_ts(6) = 0.0, 0.2, ..., 1.0."""
+    if int(n) < 2:
+        raise ValueError(f"an interpolation strip needs at least 2 frames (both galaxies), found {n}")
+    return np.linspace(0.0, 1.0, int(n))
+
+
+# --- points and paths on the map ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LatentPoints:
+    """Points of the latent space with where they lie on the map and their nearest real galaxy."""
+
+    latents: np.ndarray  # (T, d) float32: what the decoder receives
+    xy: np.ndarray  # (T, 2) map coordinates (the latent itself when d == 2)
+    nearest: np.ndarray  # (T,) int64 catalogue row of the nearest galaxy, in the full latent space
+    distances: np.ndarray  # (T,) float64 latent distance to it
+
+
+def locate_latents(cat: Catalogue, latents: np.ndarray) -> LatentPoints:
+    """Place latents (T, d) on the map and find each one's nearest catalogue galaxy."""
+    latents = np.atleast_2d(np.asarray(latents, dtype=np.float32))
+    found = cat.index.query(latents, 1)
+    return LatentPoints(latents, cat.projection.to_map(latents), found.indices[:, 0], found.distances[:, 0])
+
+
+def map_point(cat: Catalogue, xy: Sequence[float]) -> LatentPoints:
+    """The latent behind map position (z1, z2): the point itself for a 2-D latent, else the point
+    on the plane of the two principal directions through the catalogue's centre."""
+    return locate_latents(cat, cat.projection.to_latent(np.asarray(xy, dtype=np.float64).reshape(1, 2)))
+
+
+def path_between(cat: Catalogue, row_a: int, row_b: int, ts, method: str = "linear") -> LatentPoints:
+    """Interpolate between the latent means of catalogue rows a and b at ts (T,) in the full latent."""
+    ts = np.atleast_1d(_check_t(ts))
+    return locate_latents(cat, interpolate(cat.vectors[row_a], cat.vectors[row_b], ts, method))
+
+
+def slider_range(map_xy: np.ndarray, margin: float = 0.1, steps: int = 200) -> dict[str, list[float]]:
+    """Slider settings per map axis: the range the data occupies widened by ``margin`` of it on each
+    side, a start at the median galaxy and ``steps`` steps: {"lo", "hi", "start", "step"} -> [x, y]."""
+    lo, hi = latent_bounds(map_xy, margin)
+    start = np.clip(np.median(map_xy, axis=0), lo, hi)
+    return {"lo": lo.tolist(), "hi": hi.tolist(), "start": start.tolist(), "step": ((hi - lo) / steps).tolist()}
+
+
+# --- choosing galaxies --------------------------------------------------------------------------
+
+def find_row(ids: np.ndarray, galaxy_id: str) -> int:
+    """Catalogue row of ``galaxy_id`` (exact match after trimming spaces)."""
+    text = str(galaxy_id).strip()
+    hits = np.flatnonzero(np.asarray(ids) == text)
+    if not len(hits):
+        raise DataError(f"No galaxy with id {text!r} in the catalogue", expected="an id of the dataset",
+                        found=f"{len(ids):,} ids, none equal to {text!r}",
+                        fix="Copy an id from a caption or the latent map's hover, or pick galaxies another way.")
+    return int(hits[0])
+
+
+def pair_after_click(pair: tuple[int, int], rows: Sequence[int], end: str) -> tuple[tuple[int, int], str]:
+    """The pair of galaxies after a map selection of ``rows``, and which end ("A"/"B") the next click sets.
+
+    Two or more rows (a box or lasso) replace both ends; one row replaces ``end`` and hands the next
+    click to the other end, so two clicks choose a pair; nothing selected changes nothing.
+    """
+    rows = [int(r) for r in rows]
+    if len(rows) >= 2:
+        return (rows[0], rows[1]), end
+    if len(rows) == 1:
+        return ((rows[0], pair[1]), "B") if end == "A" else ((pair[0], rows[0]), "A")
+    return tuple(pair), end
+
+
+def random_pair(labels: np.ndarray, class_a: int, class_b: int, seed: int = 0,
+                class_names: Sequence[str] | None = None) -> tuple[int, int]:
+    """Two different rows, one of class a and one of class b, drawn with ``seed`` (reproducible)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    name = (lambda c: class_names[c]) if class_names is not None else str
+    rows_a = np.flatnonzero(labels == class_a)
+    if not len(rows_a):
+        raise DataError(f"No galaxy of class {name(class_a)}", expected="at least one galaxy of the class",
+                        found="none in this dataset", fix="Choose another class.")
+    row_a = int(rng.choice(rows_a))
+    rows_b = np.flatnonzero((labels == class_b) & (np.arange(len(labels)) != row_a))
+    if not len(rows_b):
+        raise DataError(f"No second galaxy of class {name(class_b)}", expected="a galaxy other than the first",
+                        found="no other galaxy of the class", fix="Choose another class.")
+    return row_a, int(rng.choice(rows_b))
+
+
+# --- exports ------------------------------------------------------------------------------------
+
+def display_scale(size: int, target: int = 256) -> int:
+    """Integer enlargement that brings a (size x size) image close to ``target`` pixels."""
+    return max(1, int(target) // int(size))
+
+
+def strip(images: np.ndarray, scale: int = 1, gap: int = 0) -> np.ndarray:
+    """Frames (T, S, S, 3) uint8 side by side: (S*scale, T*S*scale + (T-1)*gap, 3), black gaps."""
+    frames = upscale(np.asarray(images, dtype=np.uint8), scale)  # (T, S', S', 3)
+    t, s, _, ch = frames.shape
+    out = np.zeros((s, t * s + (t - 1) * gap, ch), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        out[:, i * (s + gap):i * (s + gap) + s] = frame
+    return out
+
+
+def strip_png(images: np.ndarray, scale: int = 2, gap: int = 4) -> bytes:
+    """The strip of :func:`strip` as PNG file contents."""
+    return png_bytes(strip(images, scale, gap))
+
+
+def gif_bytes(images: np.ndarray, scale: int = 2, frame_ms: int = 300) -> bytes:
+    """Frames (T, S, S, 3) uint8 as an animated GIF looping forever, ``frame_ms`` per frame.
+
+    GIF merges consecutive identical frames into one (their times add up), so T distinct frames
+    give T frames; an interpolation between identical galaxies gives one.
+    """
+    frames = [Image.fromarray(f) for f in upscale(np.asarray(images, dtype=np.uint8), scale)]
+    if not frames:
+        raise ValueError("a GIF needs at least one frame")
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=int(frame_ms),
+                   loop=0, disposal=1)
+    return buf.getvalue()
