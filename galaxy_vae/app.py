@@ -20,10 +20,10 @@ import streamlit as st
 
 from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
 from galaxy_vae.checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints, load_checkpoint
-from galaxy_vae.data import GALAXY10_SDSS_CLASSES, GalaxyData, open_for_search
+from galaxy_vae.data import GALAXY10_SDSS_CLASSES, GalaxyData, model_view, open_for_search
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.fetch import data_dir
-from galaxy_vae.figures import latent_bounds, latent_grid_points, mosaic, png_data_uri, upscale
+from galaxy_vae.figures import latent_bounds, latent_grid_points, mosaic, png_bytes, png_data_uri, upscale
 from galaxy_vae.framing import catalogue_extent
 from galaxy_vae.images import PreparedImage, prepare_upload
 
@@ -73,6 +73,13 @@ def _manifold(data_key: tuple, ckpt_key: tuple, n: int) -> tuple[np.ndarray, str
     return image, png_data_uri(image), (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]))
 
 
+@st.cache_resource(show_spinner=False, max_entries=1024)
+def _thumbnail_png(data_key: tuple, row: int, scale: int) -> bytes:
+    """One catalogue galaxy as the models see it (64x64), upscaled, as PNG: encoded once, reused on
+    every slider move that lands near it (a few kB each; bytes are immutable, so sharing is safe)."""
+    return png_bytes(upscale(model_view(_load_data(*data_key).images[row]), scale))
+
+
 @dataclass(frozen=True)
 class Session:
     """What the sidebar selected: a dataset and a checkpoint, with cached views of both."""
@@ -99,6 +106,10 @@ class Session:
     def manifold(self, n: int) -> tuple[np.ndarray, str, tuple]:
         """Decoded n x n grid over the map: (mosaic uint8, PNG data URI, extent (x0, x1, y0, y1))."""
         return _manifold(self.data_key, self.ckpt_key, n)
+
+    def thumbnail_png(self, row: int, scale: int = 4) -> bytes:
+        """PNG of catalogue galaxy ``row`` (central 64x64, upscaled ``scale`` times), cached."""
+        return _thumbnail_png(self.data_key, int(row), int(scale))
 
     @property
     def pixels(self) -> Catalogue:

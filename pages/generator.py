@@ -1,0 +1,122 @@
+"""Generator: decode any point of the latent space, every step between two galaxies, a whole grid."""
+
+import streamlit as st
+
+from galaxy_vae import app, generate
+from galaxy_vae.data import model_view
+from galaxy_vae.errors import GalaxyVAEError
+from galaxy_vae.figures import interpolation_path, png_bytes, selected_rows, small_latent_map
+
+st.title("Generator")
+st.caption("Move through the model's latent space and see what it decodes: any point, any step between two "
+           "galaxies, or a grid over the whole map. Each decoded galaxy is shown beside the nearest real one.")
+session = app.sidebar()
+cat, data, state = session.catalogue, session.data, st.session_state
+axes = ("z₁", "z₂") if cat.vectors.shape[1] == 2 else ("PC 1", "PC 2")  # wider latents: principal directions
+scale, spec = generate.display_scale(session.checkpoint.model.input_size), generate.slider_range(cat.map_xy)
+name = data.class_names.__getitem__
+describe = lambda row, dist: f"{data.ids[row]} · {name(data.labels[row])} · d={dist:.3f}"  # noqa: E731
+
+
+def _choose(how) -> None:
+    """Set the pair to ``how()``; an id or a class that does not work is reported and the pair kept."""
+    try:
+        (a, b), error = how(), None
+    except GalaxyVAEError as exc:
+        (a, b), error = state.gen_pair, str(exc)
+    state.update(gen_pair=(a, b), gen_id_a=str(data.ids[a]), gen_id_b=str(data.ids[b]), gen_error=error)
+
+
+def _on_click() -> None:
+    pair, state.gen_click_sets = generate.pair_after_click(
+        state.gen_pair, selected_rows(state.gen_path_map.selection), state.gen_click_sets)
+    _choose(lambda: pair)
+
+
+if state.get("gen_for") != (session.data_key, session.ckpt_key):  # a new catalogue: start afresh
+    state.update(gen_for=(session.data_key, session.ckpt_key), gen_z1=spec["start"][0], gen_z2=spec["start"][1])
+    _choose(lambda: generate.random_pair(data.labels, 0, min(1, len(data.class_names) - 1), seed=0))
+for key, value in dict(gen_z1=spec["start"][0], gen_z2=spec["start"][1], gen_click_sets="A",
+                       gen_id_a=str(data.ids[state.gen_pair[0]]), gen_id_b=str(data.ids[state.gen_pair[1]])).items():
+    state.setdefault(key, value)  # widget values are dropped while another page is shown
+
+
+def show(point: generate.LatentPoints, caption: str, c: list) -> tuple:
+    """The decoded point (PNG: crisp pixels) in column c[0], the nearest real galaxy in c[1]."""
+    image, row = app.upscale(cat.decode(point.latents)[0], scale), point.nearest[0]
+    c[0].image(image, caption=caption, output_format="PNG")
+    c[1].image(session.thumbnail_png(row), caption=f"Nearest real galaxy: {describe(row, point.distances[0])}")
+    return image, row
+
+
+@st.fragment
+def free_decoding() -> None:
+    with app.timed("generator_fragment"):
+        c = st.columns(2)
+        x = c[0].slider(axes[0], spec["lo"][0], spec["hi"][0], step=spec["step"][0], format="%.3f", key="gen_z1")
+        y = c[1].slider(axes[1], spec["lo"][1], spec["hi"][1], step=spec["step"][1], format="%.3f", key="gen_z2")
+        point, c = generate.map_point(cat, (x, y)), st.columns([1, 1, 1.4])
+        image, row = show(point, f"Decoded at ({x:.3f}, {y:.3f})", c)
+        c[0].download_button("Decoded image (PNG)", lambda: png_bytes(image), file_name="decoded.png",
+                             mime="image/png", key="gen_download_point", on_click="ignore")
+        c[2].plotly_chart(small_latent_map(cat.map_xy, data.labels, data.class_names, point.xy[0],
+                                           nearest=cat.map_xy[row], height=300, max_points=1000), key="gen_point_map")
+
+
+@st.fragment
+def step_at_t(a: int, b: int, method: str) -> None:
+    with app.timed("generator_t_fragment"):
+        t = st.slider("t (0 = galaxy A, 1 = galaxy B)", 0.0, 1.0, 0.5, step=0.01, key="gen_t")
+        show(generate.path_between(cat, a, b, [t], method), f"Decoded at t = {t:.2f}", st.columns(2))
+
+
+with app.timed("generator"):
+    free_tab, path_tab, grid_tab = st.tabs(["Free decoding", "Interpolation", "Manifold grid"])
+    with free_tab:
+        if axes[0] != "z₁":
+            st.caption(f"{cat.vectors.shape[1]}-D latent: the sliders move along its two principal directions.")
+        free_decoding()
+    with path_tab:
+        c, classes = st.columns([2, 2, 2, 2, 1]), list(range(len(data.class_names)))
+        by_id = lambda: tuple(generate.find_row(data.ids, state[k]) for k in ("gen_id_a", "gen_id_b"))  # noqa: E731
+        c[0].text_input("Galaxy A (id)", key="gen_id_a", on_change=_choose, args=(by_id,))
+        c[1].text_input("Galaxy B (id)", key="gen_id_b", on_change=_choose, args=(by_id,))
+        c[2].selectbox("Random A from", classes, format_func=name, key="gen_class_a")
+        c[3].selectbox("Random B from", classes, index=min(1, len(classes) - 1), format_func=name, key="gen_class_b")
+        c[4].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+        c[4].button("Random pair", key="gen_random", on_click=_choose, args=(lambda: generate.random_pair(
+            data.labels, state.gen_class_a, state.gen_class_b, int(state.gen_seed), data.class_names),))
+        if state.gen_error:
+            st.error(state.gen_error)
+        c = st.columns([2, 2, 3])
+        method = c[0].radio("Interpolation", ["linear", "spherical"], horizontal=True, key="gen_method",
+                            help="Spherical turns the direction at constant speed while the length changes linearly.")
+        n_frames = c[1].slider("Frames in the strip", 2, 12, 6, key="gen_frames")
+        c[2].radio("A click on the map sets galaxy", ["A", "B"], horizontal=True, key="gen_click_sets")
+        (a, b), ts = state.gen_pair, generate.frame_ts(n_frames)
+        path = generate.path_between(cat, a, b, ts, method)
+        left, right = st.columns([3, 2])
+        left.plotly_chart(interpolation_path(cat.map_xy, data.labels, data.class_names, path.xy,
+                                             cat.map_xy[path.nearest]),
+                          key="gen_path_map", on_select=_on_click, selection_mode="points")
+        with right:
+            step_at_t(a, b, method)
+        frames = cat.decode(path.latents)
+        st.markdown(f"**{data.ids[a]}** ({name(data.labels[a])}) → **{data.ids[b]}** ({name(data.labels[b])}), "
+                    f"{method}: {n_frames} decoded steps, then the nearest real galaxy to each")
+        app.gallery(frames, [f"t = {t:.2f}" for t in ts], columns=n_frames, scale=max(1, 128 // frames.shape[1]))
+        app.gallery(model_view(data.images[path.nearest]),
+                    [describe(r, d) for r, d in zip(path.nearest, path.distances)], columns=n_frames, scale=2)
+        c = st.columns(2)
+        c[0].download_button("Strip (PNG)", lambda: generate.strip_png(frames), file_name="interpolation.png",
+                             mime="image/png", key="gen_download_strip", on_click="ignore")
+        c[1].download_button("Animation (GIF)", lambda: generate.gif_bytes(frames), file_name="interpolation.gif",
+                             mime="image/gif", key="gen_download_gif", on_click="ignore")
+    with grid_tab:
+        n = st.slider("Grid size (n x n)", 3, 20, 8, key="gen_grid_n")
+        grid, _, extent = session.manifold(n)
+        st.image(app.upscale(grid, generate.display_scale(grid.shape[0], 640)),
+                 caption=f"Decoded on an {n} x {n} grid: {axes[0]} {extent[0]:.2f} → {extent[1]:.2f} rightwards, "
+                         f"{axes[1]} {extent[2]:.2f} → {extent[3]:.2f} upwards")
+        st.download_button("Grid (PNG)", lambda: png_bytes(grid), file_name="manifold.png", mime="image/png",
+                           key="gen_download_grid", on_click="ignore")

@@ -1,0 +1,174 @@
+"""AppTest of the generator page: renders, decodes slider positions deterministically, decodes the
+endpoints' latent means at t = 0 and t = 1, works in the 64-D autoencoder's latent, handles bad ids.
+
+The page runs with two dense autoencoders written to a temporary checkpoint folder (2-D and the
+seed's 64-D; seeded, untrained: what is tested is which latent gets decoded, not how good it looks),
+plus every checkpoint shipped in checkpoints/. Images are compared by their media URL, which
+Streamlit derives from a hash of the encoded bytes: equal URL <=> equal image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from galaxy_vae import app, generate
+from galaxy_vae.checkpoints import CHECKPOINT_DIR, list_checkpoints, save_checkpoint
+from galaxy_vae.models import build_model
+
+PAGE = str(ROOT / "pages" / "generator.py")
+SHIPPED = [p.name for p in list_checkpoints(CHECKPOINT_DIR) if not p.name.startswith("_")]
+
+
+def shown_url(image: np.ndarray) -> str:
+    """The URL st.image gives ``image`` (as the page shows decoded galaxies, PNG)."""
+    def script(img):
+        import streamlit as st
+        st.image(img, output_format="PNG")
+    return AppTest.from_function(script, args=(image,)).run().image[0].value[0]
+
+
+def image_url(at: AppTest, caption_start: str) -> str:
+    found = [img.value[0] for img in at.image if img.captions[0].startswith(caption_start)]
+    assert len(found) == 1, [img.captions for img in at.image]
+    return found[0]
+
+
+def expected_url(at: AppTest, latent: np.ndarray) -> str:
+    """URL of what the page should show for ``latent``: Catalogue.decode, upscaled like the page."""
+    session = app.Session(*at.session_state["gen_for"])
+    image = session.catalogue.decode(np.asarray(latent, dtype=np.float32)[None])[0]
+    return shown_url(app.upscale(image, generate.display_scale(session.checkpoint.model.input_size)))
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory):
+    """A checkpoint folder with a 2-D and a 64-D dense autoencoder; the sidebar lists it."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    for name, code in (("dense_2d.safetensors", 2), ("dense_64d.safetensors", 64)):
+        torch.manual_seed(code)
+        save_checkpoint(folder / name, build_model("dense_ae", {"code_size": code}), {})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(app, "CHECKPOINT_DIR", folder)
+        yield folder
+
+
+def open_page(checkpoint: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    at.session_state["checkpoint"] = checkpoint  # what the sidebar's model selector remembers
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["gen_for"][1][0].endswith(checkpoint)
+    return at
+
+
+@pytest.fixture(scope="module")
+def at(checkpoint_dir, sample_path):
+    return open_page("dense_2d.safetensors")
+
+
+def check_slider_decodes(at: AppTest) -> None:
+    """Same slider value -> same image; another value -> another image; the image is the decoded point."""
+    z1, z2 = at.slider(key="gen_z1"), at.slider(key="gen_z2")
+    lo, hi, y = z1.min, z1.max, z2.value
+    urls = []
+    for x in (lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo), lo + 0.25 * (hi - lo)):
+        at.slider(key="gen_z1").set_value(x).run()
+        assert not at.exception, at.exception
+        urls.append(image_url(at, "Decoded at ("))
+    assert urls[0] == urls[2] != urls[1]
+    session = app.Session(*at.session_state["gen_for"])
+    point = session.catalogue.projection.to_latent(np.array([at.slider(key="gen_z1").value, y]))
+    assert urls[0] == expected_url(at, point)
+
+
+def check_endpoints(at: AppTest, a: int, b: int, method: str) -> None:
+    """At t = 0 and t = 1 the page decodes exactly the endpoints' latent means."""
+    data = app.Session(*at.session_state["gen_for"]).data
+    at.text_input(key="gen_id_a").set_value(str(data.ids[a]))
+    at.text_input(key="gen_id_b").set_value(str(data.ids[b]))
+    at.radio(key="gen_method").set_value(method)
+    at.run()
+    assert tuple(at.session_state["gen_pair"]) == (a, b), at.error
+    vectors = app.Session(*at.session_state["gen_for"]).catalogue.vectors
+    for t, row in ((0.0, a), (1.0, b)):
+        at.slider(key="gen_t").set_value(t).run()
+        assert not at.exception, at.exception
+        assert image_url(at, "Decoded at t =") == expected_url(at, vectors[row]), (t, method)
+        nearest = [c for img in at.image for c in img.captions if c.startswith("Nearest real galaxy")][-1]
+        assert str(data.ids[row]) in nearest and nearest.endswith("d=0.000")
+
+
+def test_page_generator_renders(at, sample):
+    assert at.title[0].value == "Generator"
+    assert [t.label for t in at.tabs] == ["Free decoding", "Interpolation", "Manifold grid"]
+    assert not at.error
+    assert {s.key for s in at.slider} >= {"gen_z1", "gen_z2", "gen_t", "gen_frames", "gen_grid_n"}
+    assert at.slider(key="gen_z1").label == "z₁"
+    nearest = [c for img in at.image for c in img.captions if c.startswith("Nearest real galaxy")]
+    assert nearest and any(name in nearest[0] for name in sample.class_names)
+    strip = [c for img in at.image for c in img.captions if c.startswith("t = ")]
+    assert strip == [f"t = {t:.2f}" for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)]
+    assert any(c.startswith("Decoded on an 8 x 8 grid") for img in at.image for c in img.captions)
+    assert len(at.get("download_button")) == 4  # decoded image, strip PNG, strip GIF, grid
+
+
+def test_page_generator_slider_decodes_deterministically(at):
+    check_slider_decodes(at)
+
+
+@pytest.mark.parametrize("method", ["linear", "spherical"])
+def test_page_generator_interpolation_ends_decode_the_latent_means(at, sample, method):
+    check_endpoints(at, int(np.flatnonzero(sample.labels == 1)[0]), int(np.flatnonzero(sample.labels == 0)[5]), method)
+
+
+def test_page_generator_unknown_id_is_an_error_not_a_traceback(at):
+    before = tuple(at.session_state["gen_pair"])
+    at.text_input(key="gen_id_a").set_value("not-a-galaxy").run()
+    assert not at.exception, at.exception
+    assert at.error and "No galaxy with id 'not-a-galaxy'" in at.error[0].value
+    assert tuple(at.session_state["gen_pair"]) == before
+    assert at.text_input(key="gen_id_a").value != "not-a-galaxy"  # the box shows the galaxy kept
+
+
+def test_page_generator_random_pair_from_two_classes(at, sample):
+    names = list(sample.class_names)
+    at.selectbox(key="gen_class_a").set_value(names.index("Merger"))
+    at.selectbox(key="gen_class_b").set_value(names.index("Edge-on"))
+    at.number_input(key="gen_seed").set_value(7)
+    at.button(key="gen_random").click().run()
+    assert not at.exception, at.exception
+    a, b = at.session_state["gen_pair"]
+    assert (sample.class_names[sample.labels[a]], sample.class_names[sample.labels[b]]) == ("Merger", "Edge-on")
+    assert at.text_input(key="gen_id_a").value == sample.ids[a]
+    at.button(key="gen_random").click().run()
+    assert tuple(at.session_state["gen_pair"]) == (a, b)  # same classes and seed, same pair
+
+
+def test_page_generator_strip_and_grid_sizes_follow_their_sliders(at):
+    at.slider(key="gen_frames").set_value(3)
+    at.slider(key="gen_grid_n").set_value(5)
+    at.run()
+    assert not at.exception, at.exception
+    assert [c for img in at.image for c in img.captions if c.startswith("t = ")] == ["t = 0.00", "t = 0.50", "t = 1.00"]
+    assert any(c.startswith("Decoded on an 5 x 5 grid") for img in at.image for c in img.captions)
+
+
+def test_page_generator_64d_autoencoder(checkpoint_dir, sample):
+    """Sliders move along the two principal directions; interpolation runs in all 64 dimensions."""
+    at = open_page("dense_64d.safetensors")
+    assert at.slider(key="gen_z1").label == "PC 1" and at.slider(key="gen_z2").label == "PC 2"
+    assert any("64-D" in c.value for c in at.caption)
+    check_slider_decodes(at)
+    check_endpoints(at, 11, int(np.flatnonzero(sample.labels == 2)[3]), "spherical")
+
+
+@pytest.mark.parametrize("checkpoint", SHIPPED)
+def test_page_generator_with_shipped_checkpoint(checkpoint, sample_path, monkeypatch):
+    monkeypatch.setattr(app, "CHECKPOINT_DIR", CHECKPOINT_DIR)  # the real folder, even after the fixture's
+    at = open_page(checkpoint)
+    check_slider_decodes(at)
+    check_endpoints(at, 0, 1, "linear")
