@@ -104,6 +104,39 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    """Lookalikes of a picture: the Milky Way page's grid from a shell (same preparation, sampling, decoding)."""
+    from galaxy_vae import lookalikes
+    from galaxy_vae.catalogue import Catalogue, ModelSpace
+    from galaxy_vae.checkpoints import DEFAULT_CHECKPOINT, load_checkpoint
+    from galaxy_vae.data import open_for_search
+    from galaxy_vae.fetch import data_dir
+    from galaxy_vae.framing import catalogue_extent
+    from galaxy_vae.images import prepare_upload
+
+    problems = [msg for bad, msg in (
+        (args.n < 1, f"-n must be at least 1, not {args.n}"),
+        (not 0 <= args.temperature < float("inf"), f"--temperature must be a number >= 0, not {args.temperature}"),
+        (args.out.suffix.lower() != ".png", f"--out must end in .png, not {args.out.name!r}")) if bad]
+    if problems:
+        print("error: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    data = open_for_search(args.data or data_dir() / "gz1_sample.h5", challenge=not args.all_classes)
+    target = catalogue_extent(data.images) if args.framing == "auto" else None
+    query = prepare_upload(args.near, framing=args.framing, target_fraction=target).stored
+    ckpt = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)
+    looks = lookalikes.sample_lookalikes(Catalogue(data, ModelSpace(ckpt)), query, args.n, args.temperature, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(lookalikes.grid_png(looks.images))
+    rows, cols = lookalikes.grid_shape(args.n)
+    print(f"wrote {args.out}: {args.n} lookalikes of {args.near.name} in a {rows}x{cols} grid "
+          f"(temperature {args.temperature:g}, seed {args.seed}, {ckpt.path.name})")
+    for i, (row, dist, label, p) in enumerate(zip(looks.nearest, looks.distances, looks.predicted, looks.probability), 1):
+        print(f"  {i:>3}  predicted {looks.class_names[label]:<20} ({p:4.0%})  nearest real galaxy "
+              f"{data.ids[row]} ({data.class_names[data.labels[row]]}, d={dist:.4f})")
+    return 0
+
+
 # --- models: train, evaluate, embed -----------------------------------------------------------
 
 MODEL_NAMES = ("dense_ae", "conv_vae", "galaxy_vae")  # models.MODELS, named here so --help needs no torch
@@ -244,6 +277,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help='print a JSON list, one entry per picture: [{"rank", "index", "id", "label", "class_name", "distance"}, ...]')
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("generate", help="a grid of generated lookalikes of a picture (as the Milky Way page)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="a VAE checkpoint (default: the improved VAE)")
+    p.add_argument("--near", type=Path, required=True, metavar="IMAGE", help="the picture to sample lookalikes of")
+    p.add_argument("-n", type=int, default=16, help="lookalikes, tiled as square as possible (default 16: 4x4)")
+    p.add_argument("--temperature", type=float, default=2.0,
+                   help="radius in posterior standard deviations: z = mu + sigma*e, |e| <= T (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0): same seed, same grid")
+    p.add_argument("--framing", choices=("auto", "none"), default="auto",
+                   help="auto: pad/crop so the galaxy fills the frame as catalogue galaxies do (default)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="catalogue for the nearest real galaxies (default: gz1_sample.h5 in $GALAXY_VAE_DATA or data/)")
+    p.add_argument("--all-classes", action="store_true",
+                   help="Galaxy10 SDSS: all ten classes (default: the challenge's six face-on ones)")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("train", help="train a model on a dataset's training split and save a checkpoint")
     p.add_argument("--model", choices=MODEL_NAMES, required=True, help="architecture (registry name)")

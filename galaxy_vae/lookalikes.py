@@ -1,0 +1,338 @@
+"""The Milky Way challenge: which catalogue galaxy is most like a query, and new galaxies like it.
+
+    query cutout (69, 69, 3) --rank_all--> Ranking: the nearest galaxies under each Similarity
+                               (a model latent, its rotation/flip-invariant mode, the 64-D seed
+                                autoencoder, raw pixels), each to depth POOL
+                             --choose_answer--> Answer (one galaxy, and why) ; agreement(k)
+    query cutout --posterior--> (mu, sigma) --sample_latents(T, n, seed)--> z (n, d)
+                 --Catalogue.decode / index.query / classifier head--> Lookalikes --grid_png--> PNG
+
+The answer rule. Similarities measure different things and none is trusted over the others, so the
+default answer is the *consensus*: every galaxy gets its rank (1 = nearest) under each similarity,
+counted to depth POOL; a galaxy beyond POOL counts POOL + 1; the galaxy with the smallest sum wins
+(ties: better rank under the first similarity, then lower row). A galaxy that several unrelated
+similarities all place high beats one that a single similarity loves and the others ignore.
+``by=<similarity key>`` instead takes that similarity's own nearest galaxy.
+
+Temperature. Lookalikes are drawn from the query's posterior N(mu, diag(sigma^2)) truncated to the
+ellipsoid of radius T in posterior standard deviations:
+
+    z = mu + sigma * e,   e ~ N(0, I_d) conditioned on |e| <= T
+
+so every sample satisfies |(z - mu) / sigma| <= T exactly; T = 0 gives the mean n times, and a large
+T gives the plain posterior. ``e`` is drawn exactly for any d: a uniform direction times a radius
+from the chi distribution with d degrees of freedom truncated at T (inverse CDF), no rejection.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from scipy.special import gammainc, gammaincinv
+
+from galaxy_vae.catalogue import Catalogue
+from galaxy_vae.checkpoints import CHECKPOINT_DIR, REPO_ROOT
+from galaxy_vae.data import GalaxyData
+from galaxy_vae.embed import encode_dist_images
+from galaxy_vae.errors import CheckpointError
+from galaxy_vae.figures import mosaic, png_bytes, upscale
+from galaxy_vae.search import Neighbours, neighbour_table
+
+MILKY_WAY_ENV = "GALAXY_VAE_MILKY_WAY"  # overrides where the NASA face-on Milky Way is read from
+MILKY_WAY_DEFAULT = REPO_ROOT.parent / "shared" / "data" / "milky_way" / "milky-way-face-on.webp"
+DENSE_AE_CHECKPOINT = CHECKPOINT_DIR / "seed_dense_ae.safetensors"  # the 64-D similarity
+POOL = 100  # ranks counted per similarity for the consensus answer (whatever k is shown)
+CONSENSUS = "consensus"
+DEFAULT_TEMPERATURE = 2.0  # |e| <= 2: 86 % of a 2-D posterior's mass, its tails cut
+GRID_SCALE = 2  # the lookalike grid PNG enlarges each decoded galaxy 2x (crisp pixels)
+
+
+def milky_way_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The face-on Milky Way picture ($GALAXY_VAE_MILKY_WAY, else the shared data folder); None if absent."""
+    env = (os.environ if environ is None else environ).get(MILKY_WAY_ENV, "").strip()
+    path = Path(env).expanduser() if env else MILKY_WAY_DEFAULT
+    return path if path.is_file() else None
+
+
+# --- the ranking --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Similarity:
+    """One way of comparing galaxies: a catalogue's space, optionally over all 8 dihedral views."""
+
+    key: str  # short name used in URLs and CSV: latent, dense_ae, invariant, pixels
+    label: str  # for people
+    catalogue: Catalogue
+    invariant: bool = False
+
+    def query(self, image: np.ndarray, k: int) -> Neighbours:
+        return self.catalogue.query_images(image, k, invariant=self.invariant)
+
+
+def similarities(model: Catalogue, pixels: Catalogue | None = None,
+                 dense: Catalogue | None = None) -> list[Similarity]:
+    """The similarities available: the model's latent, the 64-D autoencoder's, the invariant mode
+    of the model, the pixel baseline (the order of the page's columns and of the CSV)."""
+    sims = [Similarity("latent", model.space.label, model)]
+    if dense is not None:
+        sims.append(Similarity("dense_ae", dense.space.label, dense))
+    sims.append(Similarity("invariant", f"{model.space.label}, any rotation or mirror image", model, True))
+    if pixels is not None:
+        sims.append(Similarity("pixels", pixels.space.label, pixels))
+    return sims
+
+
+def dense_checkpoint(selected: str | Path, path: Path | None = None) -> Path | None:
+    """The 64-D autoencoder's checkpoint when it exists and is not already the selected model."""
+    path = DENSE_AE_CHECKPOINT if path is None else Path(path)
+    if not path.is_file() or path.resolve() == Path(selected).resolve():
+        return None
+    return path
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The nearest catalogue galaxies of one query under each similarity, nearest first."""
+
+    keys: tuple[str, ...]
+    labels: tuple[str, ...]
+    indices: np.ndarray  # (S, depth) int64 catalogue rows
+    distances: np.ndarray  # (S, depth) float64, in each similarity's own units
+
+    def top(self, key: str, k: int) -> Neighbours:
+        """The first k of similarity ``key`` as a one-query Neighbours (for neighbour_table)."""
+        s = self.keys.index(key)
+        return Neighbours(self.distances[s:s + 1, :k], self.indices[s:s + 1, :k])
+
+
+def rank_all(image: np.ndarray, sims: Sequence[Similarity], depth: int = POOL) -> Ranking:
+    """Rank the catalogue for one cutout (69, 69, 3) under every similarity, to ``depth``."""
+    found = [sim.query(image, depth) for sim in sims]
+    depth = min(f.indices.shape[1] for f in found)  # a catalogue smaller than depth
+    return Ranking(tuple(s.key for s in sims), tuple(s.label for s in sims),
+                   np.stack([f.indices[0, :depth] for f in found]),
+                   np.stack([f.distances[0, :depth] for f in found]))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The galaxy chosen as most alike, and where each similarity ranks it."""
+
+    row: int
+    by: str  # CONSENSUS or the key of the similarity whose nearest galaxy it is
+    ranks: dict[str, int | None]  # rank under each similarity (1 = nearest); None beyond the depth
+    score: int  # summed rank, beyond-depth counted as depth + 1 (what the consensus minimises)
+
+
+def _rank_table(ranking: Ranking) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate rows (C,) and their ranks (S, C), depth + 1 where a similarity did not list them."""
+    rows = np.unique(ranking.indices)
+    depth = ranking.indices.shape[1]
+    ranks = np.full((len(ranking.keys), len(rows)), depth + 1, dtype=np.int64)
+    for s, listed in enumerate(ranking.indices):
+        ranks[s, np.searchsorted(rows, listed)] = np.arange(1, depth + 1)
+    return rows, ranks
+
+
+def choose_answer(ranking: Ranking, by: str = CONSENSUS) -> Answer:
+    """The answer to the challenge: the best summed rank (``by="consensus"``, see the module
+    docstring) or the nearest galaxy under one similarity (``by=<key>``)."""
+    rows, ranks = _rank_table(ranking)
+    total = ranks.sum(axis=0)
+    if by == CONSENSUS:
+        best = int(np.lexsort((rows, ranks[0], total))[0])  # smallest sum, then first similarity, then row
+    elif by in ranking.keys:
+        best = int(np.flatnonzero(rows == ranking.indices[ranking.keys.index(by), 0])[0])
+    else:
+        raise ValueError(f"answer rule must be {CONSENSUS!r} or one of {ranking.keys}, got {by!r}")
+    depth = ranking.indices.shape[1]
+    listed = {key: (int(r) if r <= depth else None) for key, r in zip(ranking.keys, ranks[:, best])}
+    return Answer(int(rows[best]), by, listed, int(total[best]))
+
+
+def agreement(ranking: Ranking, k: int) -> dict:
+    """How far the similarities agree on the top k: pairwise overlap |A & B| / k (S, S), its mean
+    over distinct pairs, and the rows every similarity puts in its top k."""
+    sets = [set(row[:k].tolist()) for row in ranking.indices]
+    k = min(k, ranking.indices.shape[1])
+    overlap = np.array([[len(a & b) / k for b in sets] for a in sets])
+    pairs = [overlap[i, j] for i in range(len(sets)) for j in range(i + 1, len(sets))]
+    return {"overlap": overlap, "mean_overlap": float(np.mean(pairs)) if pairs else 1.0,
+            "in_all": sorted(set.intersection(*sets)) if sets else []}
+
+
+def describe_answer(answer: Answer, ranking: Ranking, data: GalaxyData, k: int) -> str:
+    """The answer in one plain sentence (Markdown)."""
+    label = int(data.labels[answer.row])
+    named = dict(zip(ranking.keys, ranking.labels))
+    ranks = "; ".join(f"#{r} under {named[key]}" if r else f"beyond #{ranking.indices.shape[1]} under {named[key]}"
+                      for key, r in answer.ranks.items())
+    if answer.by == CONSENSUS:
+        why = f"the best summed rank over all {len(ranking.keys)} similarities"
+    else:
+        why = f"the nearest galaxy under {named[answer.by]}"
+    in_top = sum(1 for r in answer.ranks.values() if r and r <= k)
+    return (f"**{data.ids[answer.row]}** ({data.class_names[label]}), chosen as {why}. "
+            f"It ranks {ranks}: in the top {k} of {in_top} of {len(ranking.keys)} similarities.")
+
+
+def ranking_rows(ranking: Ranking, data: GalaxyData, k: int, answer: Answer | None = None) -> list[dict]:
+    """The top k of every similarity as CSV-ready rows: similarity, the neighbour_table columns, answer."""
+    out = []
+    for key, label in zip(ranking.keys, ranking.labels):
+        for row in neighbour_table(ranking.top(key, k), data):
+            out.append({"similarity": key, "similarity_label": label, **row,
+                        "answer": answer is not None and row["index"] == answer.row})
+    return out
+
+
+# --- lookalikes ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Posterior:
+    mu: np.ndarray  # (d,) float64
+    sigma: np.ndarray  # (d,) float64 standard deviations
+
+
+def posterior(cat: Catalogue, image: np.ndarray) -> Posterior:
+    """The model's posterior for one cutout (69, 69, 3); refuses models without one."""
+    model = cat.model
+    if model is None or not getattr(model, "is_variational", False):
+        raise CheckpointError("Cannot sample lookalikes", expected="a variational model (a VAE)",
+                              found=f"{cat.space.label}, which has no posterior",
+                              fix="Choose the improved VAE or the seed ConvVAE checkpoint.")
+    mu, logvar = encode_dist_images(model, np.asarray(image)[None])
+    return Posterior(mu[0].astype(np.float64), np.exp(0.5 * logvar[0].astype(np.float64)))
+
+
+def ball_normal(rng: np.random.Generator, n: int, d: int, radius: float) -> np.ndarray:
+    """(n, d) draws of N(0, I_d) conditioned on |e| <= radius (exact, for any d)."""
+    if radius < 0 or not math.isfinite(radius):
+        raise ValueError(f"temperature must be a finite number >= 0, got {radius}")
+    g = rng.standard_normal((n, d))
+    norms = np.linalg.norm(g, axis=1, keepdims=True)
+    direction = g / np.where(norms > 0, norms, 1.0)  # uniform on the sphere
+    # |e|^2 ~ chi^2_d = Gamma(d/2, scale 2): invert its CDF on [0, CDF(radius^2)]
+    cap = gammainc(d / 2, radius ** 2 / 2)
+    r = np.sqrt(2.0 * gammaincinv(d / 2, rng.random(n) * cap)) if radius > 0 else np.zeros(n)
+    return direction * np.minimum(r, radius)[:, None]  # min: rounding never leaves the ball
+
+
+def sample_latents(post: Posterior, n: int, temperature: float, seed: int) -> np.ndarray:
+    """n latents (n, d) float32 from the posterior truncated at ``temperature`` sigmas (module docstring)."""
+    if int(n) < 1:
+        raise ValueError(f"need at least one sample, got {n}")
+    e = ball_normal(np.random.default_rng(int(seed)), int(n), len(post.mu), float(temperature))
+    return (post.mu + post.sigma * e).astype(np.float32)
+
+
+def radii(post: Posterior, latents: np.ndarray) -> np.ndarray:
+    """(n,) distance of each latent from mu in posterior standard deviations."""
+    return np.linalg.norm((np.asarray(latents, dtype=np.float64) - post.mu) / post.sigma, axis=1)
+
+
+@torch.inference_mode()
+def predict_classes(model, latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier head on latents (n, d): predicted class (n,) and its probability (n,)."""
+    probs = torch.softmax(model.classify(torch.from_numpy(np.asarray(latents, dtype=np.float32))), dim=1)
+    p, label = probs.max(dim=1)
+    return label.numpy().astype(np.int64), p.numpy().astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Lookalikes:
+    """Galaxies decoded from latents sampled around a query's posterior."""
+
+    posterior: Posterior
+    latents: np.ndarray  # (n, d) float32
+    images: np.ndarray  # (n, S, S, 3) uint8 at the model's size
+    nearest: np.ndarray  # (n,) int64 catalogue row nearest to each latent
+    distances: np.ndarray  # (n,) float64 latent distance to it
+    predicted: np.ndarray  # (n,) int64 class from the model's classifier head
+    probability: np.ndarray  # (n,) float64 its softmax probability
+    class_names: tuple[str, ...]  # names of the predicted classes (the checkpoint's own)
+
+
+def sample_lookalikes(cat: Catalogue, image: np.ndarray, n: int = 16,
+                      temperature: float = DEFAULT_TEMPERATURE, seed: int = 0) -> Lookalikes:
+    """Sample, decode and describe n lookalikes of a cutout (69, 69, 3): the page's and CLI's path."""
+    post = posterior(cat, image)
+    z = sample_latents(post, n, temperature, seed)
+    found = cat.index.query(z, 1)
+    predicted, probability = predict_classes(cat.model, z)
+    names = tuple(cat.space.checkpoint.meta.get("class_names") or cat.data.class_names)
+    return Lookalikes(post, z, cat.decode(z), found.indices[:, 0], found.distances[:, 0],
+                      predicted, probability, names)
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, columns) of the lookalike grid: as square as possible, filled row by row."""
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def grid_image(images: np.ndarray, scale: int = GRID_SCALE) -> np.ndarray:
+    """(n, S, S, 3) uint8 -> (rows*S*scale, cols*S*scale, 3), row-major, empty cells black."""
+    images = np.asarray(images, dtype=np.uint8)
+    rows, cols = grid_shape(len(images))
+    cells = np.zeros((cols * cols,) + images.shape[1:], dtype=np.uint8)  # mosaic tiles a square
+    cells[:len(images)] = images
+    return upscale(mosaic(cells, cols)[:rows * images.shape[1]], scale)
+
+
+def grid_png(images: np.ndarray, scale: int = GRID_SCALE) -> bytes:
+    """The lookalike grid as PNG file contents."""
+    return png_bytes(grid_image(images, scale))
+
+
+# --- the page's state in its URL ----------------------------------------------------------------
+
+# name in the URL -> (default, allowed choices or (lo, hi) bounds). A link carries these, so a
+# copied URL reproduces the view (an upload cannot travel in a link: "upload" asks for it again).
+PAGE_PARAMS: dict[str, tuple] = {
+    "query": ("milky_way", ("milky_way", "upload")),
+    "framing": (True, ("none", "auto")),  # the framing switch; "auto"/"none" in the URL
+    "k": (8, (1, 24)),
+    "similarity": (CONSENSUS, (CONSENSUS, "latent", "dense_ae", "invariant", "pixels")),
+    "temperature": (DEFAULT_TEMPERATURE, (0.0, 5.0)),
+    "n": (16, (1, 64)),
+    "seed": (0, (0, 2**31 - 1)),
+}
+
+
+def read_params(params: Mapping[str, str]) -> dict:
+    """Page state from URL query parameters: each valid value, else its default (never raises)."""
+    out = {}
+    for name, (default, allowed) in PAGE_PARAMS.items():
+        text, value = params.get(name), default
+        if isinstance(default, bool):
+            value = bool(allowed.index(text)) if text in allowed else default
+        elif isinstance(default, str):
+            value = text if text in allowed else default
+        elif text is not None:
+            try:
+                number = type(default)(float(text)) if isinstance(default, float) else int(text)
+            except ValueError:
+                number = None
+            if number is not None and allowed[0] <= number <= allowed[1]:
+                value = round(number, 1) if isinstance(default, float) else number  # the slider's step
+        out[name] = value
+    return out
+
+
+def write_params(state: Mapping) -> dict[str, str]:
+    """URL query parameters for page state (the inverse of read_params)."""
+    out = {}
+    for name, (default, allowed) in PAGE_PARAMS.items():
+        value = state[name]
+        if isinstance(default, bool):
+            out[name] = allowed[int(bool(value))]
+        else:
+            out[name] = f"{float(value):g}" if isinstance(default, float) else str(value)
+    return out
