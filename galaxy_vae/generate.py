@@ -155,12 +155,16 @@ def path_between(cat: Catalogue, row_a: int, row_b: int, ts, method: str = "line
     return locate_latents(cat, interpolate(cat.vectors[row_a], cat.vectors[row_b], ts, method))
 
 
-def slider_range(map_xy: np.ndarray, margin: float = 0.1, steps: int = 200) -> dict[str, list[float]]:
+def slider_range(map_xy: np.ndarray, margin: float = 0.1, steps: int = 200) -> dict[str, list]:
     """Slider settings per map axis: the range the data occupies widened by ``margin`` of it on each
-    side, a start at the median galaxy and ``steps`` steps: {"lo", "hi", "start", "step"} -> [x, y]."""
+    side, a start at the median galaxy, ``steps`` steps and a printf format that tells steps apart:
+    {"lo", "hi", "start", "step", "format"} -> [x, y]."""
     lo, hi = latent_bounds(map_xy, margin)
     start = np.clip(np.median(map_xy, axis=0), lo, hi)
-    return {"lo": lo.tolist(), "hi": hi.tolist(), "start": start.tolist(), "step": ((hi - lo) / steps).tolist()}
+    step = (hi - lo) / steps
+    decimals = np.clip(1 - np.floor(np.log10(step)), 0, 12).astype(int)  # 2 significant digits of a step
+    return {"lo": lo.tolist(), "hi": hi.tolist(), "start": start.tolist(), "step": step.tolist(),
+            "format": [f"%.{d}f" for d in decimals]}
 
 
 # --- choosing galaxies --------------------------------------------------------------------------

@@ -53,10 +53,10 @@ def show(point: generate.LatentPoints, caption: str, c: list) -> tuple:
 def free_decoding() -> None:
     with app.timed("generator_fragment"):
         c = st.columns(2)
-        x = c[0].slider(axes[0], spec["lo"][0], spec["hi"][0], step=spec["step"][0], format="%.3f", key="gen_z1")
-        y = c[1].slider(axes[1], spec["lo"][1], spec["hi"][1], step=spec["step"][1], format="%.3f", key="gen_z2")
+        x, y = (c[i].slider(axes[i], spec["lo"][i], spec["hi"][i], step=spec["step"][i], format=spec["format"][i],
+                            key=f"gen_z{i + 1}") for i in range(2))
         point, c = generate.map_point(cat, (x, y)), st.columns([1, 1, 1.4])
-        image, row = show(point, f"Decoded at ({x:.3f}, {y:.3f})", c)
+        image, row = show(point, f"Decoded at ({spec['format'][0] % x}, {spec['format'][1] % y})", c)
         c[0].download_button("Decoded image (PNG)", lambda: png_bytes(image), file_name="decoded.png",
                              mime="image/png", key="gen_download_point", on_click="ignore")
         c[2].plotly_chart(small_latent_map(cat.map_xy, data.labels, data.class_names, point.xy[0],
@@ -77,22 +77,23 @@ with app.timed("generator"):
             st.caption(f"{cat.vectors.shape[1]}-D latent: the sliders move along its two principal directions.")
         free_decoding()
     with path_tab:
-        c, classes = st.columns([2, 2, 2, 2, 1]), list(range(len(data.class_names)))
+        c, classes = st.columns([3, 3, 2]), list(range(len(data.class_names)))
         by_id = lambda: tuple(generate.find_row(data.ids, state[k]) for k in ("gen_id_a", "gen_id_b"))  # noqa: E731
         c[0].text_input("Galaxy A (id)", key="gen_id_a", on_change=_choose, args=(by_id,))
         c[1].text_input("Galaxy B (id)", key="gen_id_b", on_change=_choose, args=(by_id,))
-        c[2].selectbox("Random A from", classes, format_func=name, key="gen_class_a")
-        c[3].selectbox("Random B from", classes, index=min(1, len(classes) - 1), format_func=name, key="gen_class_b")
-        c[4].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
-        c[4].button("Random pair", key="gen_random", on_click=_choose, args=(lambda: generate.random_pair(
+        c[2].radio("A click on the map sets galaxy", ["A", "B"], horizontal=True, key="gen_click_sets")
+        c = st.columns([3, 3, 1, 1], vertical_alignment="bottom")
+        c[0].selectbox("Random A from", classes, format_func=name, key="gen_class_a")
+        c[1].selectbox("Random B from", classes, index=min(1, len(classes) - 1), format_func=name, key="gen_class_b")
+        c[2].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+        c[3].button("Random pair", key="gen_random", on_click=_choose, args=(lambda: generate.random_pair(
             data.labels, state.gen_class_a, state.gen_class_b, int(state.gen_seed), data.class_names),))
         if state.gen_error:
             st.error(state.gen_error)
-        c = st.columns([2, 2, 3])
+        c = st.columns(2)
         method = c[0].radio("Interpolation", ["linear", "spherical"], horizontal=True, key="gen_method",
                             help="Spherical turns the direction at constant speed while the length changes linearly.")
         n_frames = c[1].slider("Frames in the strip", 2, 12, 6, key="gen_frames")
-        c[2].radio("A click on the map sets galaxy", ["A", "B"], horizontal=True, key="gen_click_sets")
         (a, b), ts = state.gen_pair, generate.frame_ts(n_frames)
         path = generate.path_between(cat, a, b, ts, method)
         left, right = st.columns([3, 2])
@@ -116,7 +117,7 @@ with app.timed("generator"):
         n = st.slider("Grid size (n x n)", 3, 20, 8, key="gen_grid_n")
         grid, _, extent = session.manifold(n)
         st.image(app.upscale(grid, generate.display_scale(grid.shape[0], 640)),
-                 caption=f"Decoded on an {n} x {n} grid: {axes[0]} {extent[0]:.2f} → {extent[1]:.2f} rightwards, "
-                         f"{axes[1]} {extent[2]:.2f} → {extent[3]:.2f} upwards")
+                 caption=f"Decoded on an {n} x {n} grid: {axes[0]} {extent[0]:.3g} → {extent[1]:.3g} rightwards, "
+                         f"{axes[1]} {extent[2]:.3g} → {extent[3]:.3g} upwards")
         st.download_button("Grid (PNG)", lambda: png_bytes(grid), file_name="manifold.png", mime="image/png",
                            key="gen_download_grid", on_click="ignore")

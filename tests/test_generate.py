@@ -140,6 +140,11 @@ def test_generate_slider_range_covers_the_data_with_a_margin(dense_catalogue):
     assert np.all(lo < xy.min(axis=0)) and np.all(hi > xy.max(axis=0))
     assert np.all((lo <= spec["start"]) & (np.array(spec["start"]) <= hi))
     assert np.allclose(np.array(spec["step"]) * 200, hi - lo)
+    for axis in range(2):  # the printed value changes from one step to the next
+        f, step = spec["format"][axis], spec["step"][axis]
+        assert len({f % (spec["start"][axis] + i * step) for i in range(5)}) == 5
+    tiny = generate.slider_range(np.array([[0.0375, 0.0678], [0.0383, 0.0689]]))
+    assert tiny["format"] == ["%.7f", "%.7f"]  # steps of ~5e-6
 
 
 def test_generate_random_pair_draws_from_the_chosen_classes(sample):
