@@ -26,6 +26,7 @@ from galaxy_vae.fetch import data_dir
 from galaxy_vae.figures import latent_bounds, latent_grid_points, mosaic, png_bytes, png_data_uri, upscale
 from galaxy_vae.framing import catalogue_extent
 from galaxy_vae.images import PreparedImage, prepare_upload
+from galaxy_vae.quality import ClassExamples, head_confusion, quality_table as _quality_rows, validation_examples
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff"]
 DEFAULT_DATASET = "gz1_sample.h5"
@@ -169,6 +170,40 @@ def sidebar() -> Session:
     st.sidebar.caption(f"{len(session.data):,} galaxies · {type(session.checkpoint.model).__name__} "
                        f"({session.checkpoint.model.latent_dim}-D latent)")
     return session
+
+
+# --- model quality (pages/model_quality.py): evaluations, cached per file stamps ---------------
+
+@st.cache_data(show_spinner="Evaluating every checkpoint on its held-out galaxies…", max_entries=4)
+def _quality_table(data_key: tuple, ckpt_keys: tuple) -> tuple[list[dict], list[str]]:
+    return _quality_rows([_load_checkpoint(*k) for k in ckpt_keys], _load_data(*data_key))
+
+
+def quality_table(session: Session) -> tuple[list[dict], list[str]]:
+    """(rows, problems) of :func:`galaxy_vae.quality.quality_table` for every checkpoint in
+    checkpoints/ on the selected dataset; recomputed only when a file's modification time changes."""
+    keys = tuple((str(p), _stamp(p)) for p in list_checkpoints(CHECKPOINT_DIR))
+    return _quality_table(session.data_key, keys)
+
+
+@st.cache_resource(show_spinner="Reconstructing held-out galaxies…", max_entries=8)
+def _validation_examples(data_key: tuple, ckpt_key: tuple, per_class: int) -> list[ClassExamples]:
+    return validation_examples(_load_checkpoint(*ckpt_key), _load_data(*data_key), per_class)
+
+
+def validation_reconstructions(session: Session, per_class: int = 3) -> list[ClassExamples]:
+    """A few held-out galaxies per class beside the selected checkpoint's reconstructions."""
+    return _validation_examples(session.data_key, session.ckpt_key, per_class)
+
+
+@st.cache_resource(show_spinner="Classifying held-out galaxies…", max_entries=8)
+def _head_confusion(data_key: tuple, ckpt_key: tuple) -> np.ndarray | None:
+    return head_confusion(_load_checkpoint(*ckpt_key), _load_data(*data_key))
+
+
+def confusion(session: Session) -> np.ndarray | None:
+    """The selected checkpoint's class-head confusion matrix on its validation split (None: no head)."""
+    return _head_confusion(session.data_key, session.ckpt_key)
 
 
 # --- widgets shared by pages --------------------------------------------------------------------

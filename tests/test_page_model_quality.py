@@ -1,0 +1,109 @@
+"""AppTest of the model page: every checkpoint renders (training command, loss curves, held-out
+reconstructions, confusion matrix when there is a class head), and the quality table lists every
+checkpoint plus the pixel baseline with exactly the figures of `python -m galaxy_vae evaluate --json`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+
+PAGE = str(ROOT / "pages" / "model_quality.py")
+PER_CLASS = 3  # validation galaxies the page shows per class
+
+
+def checkpoint_paths():
+    """What the sidebar offers: the app's checkpoint folder, the default first."""
+    from galaxy_vae import app
+    from galaxy_vae.checkpoints import list_checkpoints
+
+    return list_checkpoints(app.CHECKPOINT_DIR)
+
+
+@pytest.fixture(scope="module")
+def at(sample_path):
+    assert checkpoint_paths(), "checkpoints/ holds no checkpoint"
+    at = AppTest.from_file(PAGE, default_timeout=900).run()  # first run evaluates every checkpoint
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture(scope="module")
+def table(at):
+    return at.dataframe[0].value  # index: checkpoint file name or "pixel baseline"
+
+
+def cli_evaluate(path, sample_path, pixel: bool) -> dict:
+    cmd = [sys.executable, "-m", "galaxy_vae", "evaluate", "--data", str(sample_path), "--checkpoint", str(path),
+           "--json"] + ([] if pixel else ["--no-pixel"])
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout)
+
+
+def test_model_quality_renders_the_selected_checkpoint(at, sample):
+    from galaxy_vae.checkpoints import read_meta
+
+    assert not at.error
+    name = at.session_state["checkpoint"]
+    assert name == checkpoint_paths()[0].name  # the default checkpoint
+    meta = read_meta(checkpoint_paths()[0])
+    if meta.get("command"):
+        assert at.code[0].value == meta["command"]
+    assert {"Reconstructions", "Retrieval quality of every checkpoint"} <= {h.value for h in at.header}
+    assert "Elliptical is 70%" in " ".join(m.value for m in at.markdown)
+    assert "Spiral CW and Spiral ACW as one class" in " ".join(m.value for m in at.markdown)
+    charts = [c.proto.id for c in at.get("plotly_chart")]
+    assert any("loss_curves" in c for c in charts)
+
+
+def test_model_quality_every_checkpoint_shows_reconstructions_and_head(at, sample):
+    """Every checkpoint in the folder renders; the confusion matrix appears exactly when there is a head."""
+    from galaxy_vae.checkpoints import load_checkpoint
+    from galaxy_vae.quality import has_class_head
+
+    class_of = dict(zip(sample.ids, sample.labels))
+    heads = []
+    for path in checkpoint_paths():
+        at.session_state["checkpoint"] = path.name
+        at.run()
+        assert not at.exception, (path.name, at.exception)
+        captions = [c for img in at.image for c in img.captions]
+        assert len(captions) == 2 * PER_CLASS * len(sample.class_names), path.name
+        assert captions[1::2] == ["reconstruction"] * (len(captions) // 2)
+        originals = [int(class_of[c.split(" · ")[0]]) for c in captions[::2]]
+        assert originals == sorted(originals)  # real galaxies, grouped by class in class order
+        charts = [c.proto.id for c in at.get("plotly_chart")]
+        heads.append(has_class_head(load_checkpoint(path)))
+        assert any("confusion" in c for c in charts) == heads[-1], path.name
+        assert any("no classifier head" in i.value for i in at.info) != heads[-1], path.name
+    at.session_state["checkpoint"] = checkpoint_paths()[0].name
+    at.run()
+
+
+def test_model_quality_table_lists_every_checkpoint_and_the_pixel_baseline(table):
+    assert list(table.index) == [p.name for p in checkpoint_paths()] + ["pixel baseline"]
+    figures = table[["precision_at_10", "macro_precision_at_10", "precision_at_10_morph",
+                     "macro_precision_at_10_morph"]].to_numpy()
+    assert ((figures > 0) & (figures <= 1)).all()
+    assert (table["macro_precision_at_10_morph"] >= table["macro_precision_at_10"] - 1e-12).all()
+
+
+def test_model_quality_table_equals_evaluate_cli(table, sample_path):
+    """Same numbers as `python -m galaxy_vae evaluate --json`: the default checkpoint with the pixel
+    baseline, every other checkpoint without it (the baseline does not depend on the model)."""
+    metrics = ["precision_at_10", "macro_precision_at_10", "precision_at_10_morph",
+               "macro_precision_at_10_morph", "recon_mse"]
+    for i, path in enumerate(checkpoint_paths()):
+        cli = cli_evaluate(path, sample_path, pixel=i == 0)
+        row = table.loc[path.name]
+        assert row["model"] == cli["model"] and row["n_val"] == cli["n_val"]
+        for m in metrics:
+            assert row[m] == pytest.approx(cli[m], rel=1e-6, abs=1e-9), (path.name, m)
+        if i == 0:
+            pixel = table.loc["pixel baseline"]
+            for m in metrics[:-1]:
+                assert pixel[m] == pytest.approx(cli[f"pixel_{m}"], rel=1e-6, abs=1e-9), m
