@@ -228,6 +228,21 @@ def upload(label: str, key: str, session: Session, framing: bool = True, on_chan
         return None
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _prepared_file(path: str, stamp: float, target: float | None) -> PreparedImage:
+    return prepare_upload(path, framing="none" if target is None else "auto", target_fraction=target)
+
+
+def prepared_file(path: Path, session: Session, framing: bool = True) -> PreparedImage | None:
+    """A picture on disk (the Milky Way) prepared as :func:`upload` prepares one, cached by path and
+    modification time (its stored cutout is read-only); errors shown, never raised."""
+    try:
+        return _prepared_file(str(path), _stamp(Path(path)), session.target_extent if framing else None)
+    except GalaxyVAEError as exc:
+        st.error(str(exc))
+        return None
+
+
 def outlier_message(report: dict) -> str:
     """Plain words for :meth:`Catalogue.outlier_report` when the query lies outside the catalogue."""
     parts = []

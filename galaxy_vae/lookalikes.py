@@ -49,6 +49,7 @@ MILKY_WAY_DEFAULT = REPO_ROOT.parent / "shared" / "data" / "milky_way" / "milky-
 DENSE_AE_CHECKPOINT = CHECKPOINT_DIR / "seed_dense_ae.safetensors"  # the 64-D similarity
 POOL = 100  # ranks counted per similarity for the consensus answer (whatever k is shown)
 CONSENSUS = "consensus"
+CONSENSUS_LABEL = "Consensus of all similarities (best summed rank)"
 DEFAULT_TEMPERATURE = 2.0  # |e| <= 2: 86 % of a 2-D posterior's mass, its tails cut
 GRID_SCALE = 2  # the lookalike grid PNG enlarges each decoded galaxy 2x (crisp pixels)
 
@@ -71,9 +72,6 @@ class Similarity:
     catalogue: Catalogue
     invariant: bool = False
 
-    def query(self, image: np.ndarray, k: int) -> Neighbours:
-        return self.catalogue.query_images(image, k, invariant=self.invariant)
-
 
 def similarities(model: Catalogue, pixels: Catalogue | None = None,
                  dense: Catalogue | None = None) -> list[Similarity]:
@@ -91,9 +89,7 @@ def similarities(model: Catalogue, pixels: Catalogue | None = None,
 def dense_checkpoint(selected: str | Path, path: Path | None = None) -> Path | None:
     """The 64-D autoencoder's checkpoint when it exists and is not already the selected model."""
     path = DENSE_AE_CHECKPOINT if path is None else Path(path)
-    if not path.is_file() or path.resolve() == Path(selected).resolve():
-        return None
-    return path
+    return path if path.is_file() and path.resolve() != Path(selected).resolve() else None
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,7 @@ class Ranking:
 
 def rank_all(image: np.ndarray, sims: Sequence[Similarity], depth: int = POOL) -> Ranking:
     """Rank the catalogue for one cutout (69, 69, 3) under every similarity, to ``depth``."""
-    found = [sim.query(image, depth) for sim in sims]
+    found = [sim.catalogue.query_images(image, depth, invariant=sim.invariant) for sim in sims]
     depth = min(f.indices.shape[1] for f in found)  # a catalogue smaller than depth
     return Ranking(tuple(s.key for s in sims), tuple(s.label for s in sims),
                    np.stack([f.indices[0, :depth] for f in found]),
@@ -167,6 +163,12 @@ def agreement(ranking: Ranking, k: int) -> dict:
             "in_all": sorted(set.intersection(*sets)) if sets else []}
 
 
+def describe_agreement(agree: dict, k: int) -> str:
+    """:func:`agreement` in one sentence (Markdown)."""
+    return (f"**Agreement:** two similarities share on average {agree['mean_overlap']:.0%} of their top {k}; "
+            f"{len(agree['in_all'])} galaxies are in every top {k}.")
+
+
 def describe_answer(answer: Answer, ranking: Ranking, data: GalaxyData, k: int) -> str:
     """The answer in one plain sentence (Markdown)."""
     label = int(data.labels[answer.row])
@@ -190,6 +192,15 @@ def ranking_rows(ranking: Ranking, data: GalaxyData, k: int, answer: Answer | No
             out.append({"similarity": key, "similarity_label": label, **row,
                         "answer": answer is not None and row["index"] == answer.row})
     return out
+
+
+def ranking_captions(ranking: Ranking, key: str, k: int, data: GalaxyData,
+                     answer: Answer | None = None) -> tuple[np.ndarray, list[str]]:
+    """Rows (k,) of similarity ``key``'s top k and their captions "key #rank id · class · d=…" (★: the answer)."""
+    rows = neighbour_table(ranking.top(key, k), data)
+    return np.array([r["index"] for r in rows], dtype=np.int64), [
+        f"{key} #{r['rank']} {r['id']} · {r['class_name']} · d={r['distance']:.4g}"
+        + (" ★" if answer is not None and r["index"] == answer.row else "") for r in rows]
 
 
 # --- lookalikes ---------------------------------------------------------------------------------
@@ -271,6 +282,16 @@ def sample_lookalikes(cat: Catalogue, image: np.ndarray, n: int = 16,
                       predicted, probability, names)
 
 
+def lookalike_captions(looks: Lookalikes, data: GalaxyData) -> tuple[list[str], list[str]]:
+    """Captions of each lookalike (predicted class and probability) and of its nearest real galaxy."""
+    names = looks.class_names
+    samples = [f"lookalike {i + 1} · predicted {names[c]} ({p:.0%})"
+               for i, (c, p) in enumerate(zip(looks.predicted, looks.probability))]
+    nearest = [f"nearest to {i + 1}: {data.ids[r]} · {data.class_names[data.labels[r]]} · d={d:.3g}"
+               for i, (r, d) in enumerate(zip(looks.nearest, looks.distances))]
+    return samples, nearest
+
+
 def grid_shape(n: int) -> tuple[int, int]:
     """(rows, columns) of the lookalike grid: as square as possible, filled row by row."""
     cols = math.ceil(math.sqrt(n))
@@ -306,33 +327,24 @@ PAGE_PARAMS: dict[str, tuple] = {
 }
 
 
+def _parse(text: str | None, default, allowed):
+    """One URL value as the type of its default; the default when missing or not allowed."""
+    if isinstance(default, (bool, str)):
+        return default if text not in allowed else bool(allowed.index(text)) if isinstance(default, bool) else text
+    try:
+        number = round(float(text), 1) if isinstance(default, float) else int(text)  # 0.1: the slider's step
+    except (TypeError, ValueError):
+        return default
+    return number if allowed[0] <= number <= allowed[1] else default
+
+
 def read_params(params: Mapping[str, str]) -> dict:
     """Page state from URL query parameters: each valid value, else its default (never raises)."""
-    out = {}
-    for name, (default, allowed) in PAGE_PARAMS.items():
-        text, value = params.get(name), default
-        if isinstance(default, bool):
-            value = bool(allowed.index(text)) if text in allowed else default
-        elif isinstance(default, str):
-            value = text if text in allowed else default
-        elif text is not None:
-            try:
-                number = type(default)(float(text)) if isinstance(default, float) else int(text)
-            except ValueError:
-                number = None
-            if number is not None and allowed[0] <= number <= allowed[1]:
-                value = round(number, 1) if isinstance(default, float) else number  # the slider's step
-        out[name] = value
-    return out
+    return {name: _parse(params.get(name), *spec) for name, spec in PAGE_PARAMS.items()}
 
 
 def write_params(state: Mapping) -> dict[str, str]:
     """URL query parameters for page state (the inverse of read_params)."""
-    out = {}
-    for name, (default, allowed) in PAGE_PARAMS.items():
-        value = state[name]
-        if isinstance(default, bool):
-            out[name] = allowed[int(bool(value))]
-        else:
-            out[name] = f"{float(value):g}" if isinstance(default, float) else str(value)
-    return out
+    return {name: (allowed[int(bool(state[name]))] if isinstance(default, bool)  # "none"/"auto"
+                   else f"{float(state[name]):g}" if isinstance(default, float) else str(state[name]))
+            for name, (default, allowed) in PAGE_PARAMS.items()}

@@ -1,0 +1,261 @@
+"""AppTest of the Milky Way challenge page: renders on NASA's Milky Way and on an upload, ranks the
+catalogue under every similarity identically on every run, states the answer, generates the same
+lookalikes for the same seed, recovers a padded catalogue galaxy through automatic framing, keeps
+its state in the URL, and handles a missing Milky Way picture, bad uploads and non-VAE models.
+
+The page runs with a seeded, untrained GalaxyVAE and a 64-D dense autoencoder written to a
+temporary checkpoint folder (what is tested is the wiring, not image quality), plus every
+shipped checkpoint when present. Images are compared by their media URL, which Streamlit derives
+from a hash of the encoded bytes: equal URL <=> equal image.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from galaxy_vae import app
+from galaxy_vae import lookalikes as mw
+from galaxy_vae.checkpoints import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, list_checkpoints, save_checkpoint
+from galaxy_vae.framing import catalogue_extent, measure_extents
+from galaxy_vae.images import prepare_upload
+from galaxy_vae.models import build_model
+from uploads import BAD_UPLOADS, galaxy_jpeg
+
+PAGE = str(ROOT / "pages" / "milky_way.py")
+VAE, DENSE = "galaxy_vae_seeded.safetensors", "dense_64d.safetensors"
+KEYS = ["latent", "dense_ae", "invariant", "pixels"]
+SHIPPED = [p.name for p in list_checkpoints(CHECKPOINT_DIR) if not p.name.startswith("_")]
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory, sample):
+    """A seeded VAE (decoder scaled up so that latents show) and a 64-D dense AE; the page finds both."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    vae = build_model("galaxy_vae")
+    with torch.no_grad():
+        for param in vae.dec_fc.parameters():
+            param.mul_(30.0)
+    save_checkpoint(folder / VAE, vae, {"class_names": list(sample.class_names)})
+    torch.manual_seed(64)
+    save_checkpoint(folder / DENSE, build_model("dense_ae", {"code_size": 64}), {})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(app, "CHECKPOINT_DIR", folder)
+        mp.setattr(mw, "DENSE_AE_CHECKPOINT", folder / DENSE)
+        mp.delenv(mw.MILKY_WAY_ENV, raising=False)
+        yield folder
+
+
+def open_page(checkpoint: str = VAE, params: dict | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    at.session_state["checkpoint"] = checkpoint  # what the sidebar's model selector remembers
+    at.query_params.update(params or {})
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture(scope="module")
+def at(checkpoint_dir, sample_path):
+    return open_page()
+
+
+def captions(at: AppTest, start: str) -> list[str]:
+    return [c for img in at.image for c in img.captions if c.startswith(start)]
+
+
+def ranking(at: AppTest) -> dict[str, list[str]]:
+    """{similarity key: [ids in rank order]} from captions "key #rank id · class · d=..."."""
+    out = {}
+    for c in captions(at, ""):
+        key, rank, *rest = c.split()
+        if rank.startswith("#") and key in KEYS:
+            out.setdefault(key, []).append((int(rank[1:]), rest[0]))
+    return {k: [i for _, i in sorted(v)] for k, v in out.items()}
+
+
+def answer_text(at: AppTest) -> str:
+    found = [m.value for m in at.markdown if "chosen as" in m.value]
+    assert len(found) == 1, [m.value for m in at.markdown]
+    return found[0]
+
+
+def urls(at: AppTest, start: str) -> list[str]:
+    return [img.value[i] for img in at.image for i, c in enumerate(img.captions) if c.startswith(start)]
+
+
+def padded_png(cutout: np.ndarray, factor: int = 3) -> bytes:
+    """The 69x69 cutout in the middle of a black frame ``factor`` times wider, as a PNG."""
+    side = cutout.shape[0] * factor
+    frame = np.zeros((side, side, 3), dtype=np.uint8)
+    off = (side - cutout.shape[0]) // 2
+    frame[off:off + cutout.shape[0], off:off + cutout.shape[1]] = cutout
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_page_milky_way_renders_on_the_milky_way(at, sample):
+    assert at.title[0].value == "Milky Way challenge"
+    assert at.radio(key="mw_query").value == "milky_way" and at.toggle(key="mw_framing").value is True
+    assert not at.error
+    assert len(captions(at, "The picture as read")) == 1 and len(captions(at, "Framed like the catalogue")) == 1
+    assert len(captions(at, "Its reconstruction by the model")) == 1
+    found = ranking(at)
+    assert list(found) == KEYS and all(len(ids) == 8 for ids in found.values())
+    text = answer_text(at)
+    answer_id = text.split("**")[1]
+    assert answer_id in sample.ids and "best summed rank over all 4 similarities" in text
+    assert captions(at, answer_id)  # its thumbnail, captioned with id and class
+    assert any("Agreement" in m.value for m in at.markdown)
+    assert len(captions(at, "lookalike ")) == 16 and len(captions(at, "nearest to ")) == 16
+    assert len(at.get("download_button")) == 2  # ranking CSV, lookalike grid PNG
+    assert at.query_params == mw.write_params(mw.read_params({}))  # the URL holds the default view
+
+
+def test_page_milky_way_ranking_is_identical_across_runs(at):
+    first, answer = ranking(at), answer_text(at)
+    at.run()
+    assert not at.exception, at.exception
+    assert ranking(at) == first and answer_text(at) == answer
+
+
+def test_page_milky_way_answer_follows_the_chosen_similarity(at):
+    top = ranking(at)
+    for key in KEYS:
+        at.selectbox(key="mw_similarity").set_value(key).run()
+        assert answer_text(at).split("**")[1] == top[key][0]
+        assert at.query_params["similarity"] == key
+    at.selectbox(key="mw_similarity").set_value(mw.CONSENSUS).run()
+
+
+def test_page_milky_way_lookalikes_with_a_fixed_seed_are_identical(at):
+    at.number_input(key="mw_seed").set_value(5).run()
+    first, nearest = urls(at, "lookalike "), captions(at, "nearest to ")
+    at.run()
+    assert urls(at, "lookalike ") == first and captions(at, "nearest to ") == nearest
+    at.number_input(key="mw_seed").set_value(6).run()
+    assert urls(at, "lookalike ") != first
+    at.number_input(key="mw_seed").set_value(5).run()
+    assert urls(at, "lookalike ") == first and at.query_params["seed"] == "5"
+    at.number_input(key="mw_seed").set_value(0).run()
+
+
+def test_page_milky_way_lookalikes_are_the_library_samples(at, checkpoint_dir, sample, sample_path, milky_way_path):
+    """What the page shows is sample_lookalikes of the prepared query, shown through app.gallery."""
+    at.slider(key="mw_temperature").set_value(1.5)
+    at.slider(key="mw_n").set_value(4)
+    at.run()
+    session = app.Session((str(sample_path), app._stamp(sample_path), False),
+                          (str(checkpoint_dir / VAE), app._stamp(checkpoint_dir / VAE)))
+    query = prepare_upload(milky_way_path, framing="auto", target_fraction=session.target_extent).stored
+    looks = mw.sample_lookalikes(session.catalogue, query, 4, 1.5, 0)
+
+    def script(images, caps):
+        from galaxy_vae import app as page_app
+        page_app.gallery(images, caps, columns=8, scale=2)
+
+    caps = mw.lookalike_captions(looks, sample)[0]
+    expected = AppTest.from_function(script, args=(looks.images, caps)).run()
+    assert sorted(captions(at, "lookalike ")) == sorted(caps)
+    assert sorted(urls(at, "lookalike ")) == sorted(img.value[0] for img in expected.image)
+    assert [c.split(": ")[1].split(" · ")[0] for c in sorted(captions(at, "nearest to "))] == \
+        [str(sample.ids[r]) for r in looks.nearest]
+    at.slider(key="mw_temperature").set_value(mw.DEFAULT_TEMPERATURE)
+    at.slider(key="mw_n").set_value(16)
+    at.run()
+
+
+def test_page_milky_way_on_an_upload(at):
+    at.file_uploader(key="mw_upload").set_value(("galaxy.jpeg", galaxy_jpeg(), "image/jpeg")).run()
+    assert not at.exception, at.exception
+    assert at.radio(key="mw_query").value == "upload" and at.query_params["query"] == "upload"
+    assert list(ranking(at)) == KEYS and answer_text(at)
+    assert len(captions(at, "lookalike ")) == 16
+    at.radio(key="mw_query").set_value("milky_way").run()
+    assert at.query_params["query"] == "milky_way"
+
+
+def test_page_milky_way_framing_recovers_a_padded_catalogue_galaxy(at, sample):
+    """The galaxy of typical size, padded into a black frame 3x wider, is its own nearest pixel match
+    with automatic framing, and is lost without it."""
+    extents = measure_extents(sample.images)
+    row = int(np.argmin(np.abs(extents - catalogue_extent(sample.images))))
+    at.file_uploader(key="mw_upload").set_value(("padded.png", padded_png(sample.images[row]), "image/png")).run()
+    assert not at.exception, at.exception
+    assert ranking(at)["pixels"][0] == sample.ids[row]
+    at.toggle(key="mw_framing").set_value(False).run()
+    assert ranking(at)["pixels"][0] != sample.ids[row] and at.query_params["framing"] == "none"
+    assert len(captions(at, "Framing off")) == 1
+    at.toggle(key="mw_framing").set_value(True)
+    at.file_uploader(key="mw_upload").set_value(None)
+    at.radio(key="mw_query").set_value("milky_way")
+    at.run()
+
+
+def test_page_milky_way_a_link_reproduces_the_view(checkpoint_dir, sample_path):
+    params = {"k": "5", "similarity": "pixels", "temperature": "0.7", "seed": "3", "n": "4", "framing": "none"}
+    first = open_page(params=params)
+    assert first.slider(key="mw_k").value == 5 and first.slider(key="mw_temperature").value == 0.7
+    assert first.number_input(key="mw_seed").value == 3 and first.toggle(key="mw_framing").value is False
+    assert "the nearest galaxy under pixels" in answer_text(first)
+    assert all(len(ids) == 5 for ids in ranking(first).values()) and len(captions(first, "lookalike ")) == 4
+    second = open_page(params=dict(first.query_params))  # the copied URL, opened in a new session
+    assert ranking(second) == ranking(first) and answer_text(second) == answer_text(first)
+    assert urls(second, "lookalike ") == urls(first, "lookalike ")
+    second.slider(key="mw_k").set_value(6).run()
+    assert second.query_params["k"] == "6" and second.query_params["seed"] == "3"
+
+
+def test_page_milky_way_bad_link_values_fall_back_to_defaults(checkpoint_dir, sample_path):
+    at = open_page(params={"k": "999", "similarity": "telepathy", "temperature": "hot", "query": "mars"})
+    assert at.slider(key="mw_k").value == 8 and at.selectbox(key="mw_similarity").value == mw.CONSENSUS
+    assert at.slider(key="mw_temperature").value == mw.DEFAULT_TEMPERATURE
+    assert at.query_params == mw.write_params(mw.read_params({}))
+
+
+def test_page_milky_way_without_the_picture_asks_for_an_upload(checkpoint_dir, sample_path, tmp_path, monkeypatch):
+    monkeypatch.setenv(mw.MILKY_WAY_ENV, str(tmp_path / "missing.webp"))
+    at = open_page()
+    assert at.radio(key="mw_query").options == ["Your picture"]
+    assert any("Upload a picture" in i.value and mw.MILKY_WAY_ENV in i.value for i in at.info)
+    assert not at.error and not ranking(at)
+    at.file_uploader(key="mw_upload").set_value(("galaxy.jpeg", galaxy_jpeg(), "image/jpeg")).run()
+    assert not at.exception, at.exception
+    assert list(ranking(at)) == KEYS
+
+
+@pytest.mark.parametrize("name", ["truncated", "text_named_png"])
+def test_page_milky_way_bad_upload_is_an_error_not_a_traceback(at, name):
+    at.file_uploader(key="mw_upload").set_value(BAD_UPLOADS[name]()).run()
+    assert not at.exception, at.exception
+    assert at.error and "Cannot use" in at.error[0].value
+    assert any("Upload a picture" in i.value for i in at.info)
+    at.file_uploader(key="mw_upload").set_value(None)
+    at.radio(key="mw_query").set_value("milky_way")
+    at.run()
+    assert list(ranking(at)) == KEYS
+
+
+def test_page_milky_way_with_an_autoencoder_ranks_but_does_not_sample(checkpoint_dir, sample_path):
+    at = open_page(DENSE)
+    assert list(ranking(at)) == ["latent", "invariant", "pixels"]  # the dense AE is the model itself
+    assert any("variational" in i.value for i in at.info)
+    assert not captions(at, "lookalike ")
+
+
+@pytest.mark.parametrize("checkpoint", SHIPPED)
+def test_page_milky_way_with_shipped_checkpoint(checkpoint, sample_path, monkeypatch):
+    monkeypatch.setattr(app, "CHECKPOINT_DIR", CHECKPOINT_DIR)  # the real folder, even after the fixture's
+    monkeypatch.setattr(mw, "DENSE_AE_CHECKPOINT", CHECKPOINT_DIR / "seed_dense_ae.safetensors")
+    at = open_page(checkpoint)
+    assert answer_text(at) and ranking(at)
+    if (CHECKPOINT_DIR / checkpoint).resolve() == DEFAULT_CHECKPOINT.resolve():
+        assert len(captions(at, "lookalike ")) == 16
