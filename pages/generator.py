@@ -45,7 +45,8 @@ def show(point: generate.LatentPoints, caption: str, c: list) -> tuple:
     """The decoded point (PNG: crisp pixels) in column c[0], the nearest real galaxy in c[1]."""
     image, row = app.upscale(cat.decode(point.latents)[0], scale), point.nearest[0]
     c[0].image(image, caption=caption, output_format="PNG")
-    c[1].image(session.thumbnail_png(row), caption=f"Nearest real galaxy: {describe(row, point.distances[0])}")
+    c[1].image(session.thumbnail_png(row), caption=f"Nearest real galaxy: {describe(row, point.distances[0])}",
+               output_format="PNG")  # already PNG: "auto" would re-encode it as JPEG
     return image, row
 
 
@@ -118,6 +119,6 @@ with app.timed("generator"):
         grid, _, extent = session.manifold(n)
         st.image(app.upscale(grid, generate.display_scale(grid.shape[0], 640)),
                  caption=f"Decoded on an {n} x {n} grid: {axes[0]} {extent[0]:.3g} → {extent[1]:.3g} rightwards, "
-                         f"{axes[1]} {extent[2]:.3g} → {extent[3]:.3g} upwards")
+                         f"{axes[1]} {extent[2]:.3g} → {extent[3]:.3g} upwards", output_format="PNG")
         st.download_button("Grid (PNG)", lambda: png_bytes(grid), file_name="manifold.png", mime="image/png",
                            key="gen_download_grid", on_click="ignore")
