@@ -13,6 +13,8 @@ from galaxy_vae.quality import METRICS, loss_history, training_summary
 
 PER_CLASS = 3  # validation galaxies shown per class
 NUMBER = st.column_config.NumberColumn
+LABELS = {"precision_at_10": "precision@10", "macro_precision_at_10": "macro precision@10",
+          "precision_at_10_morph": "precision@10 morph", "macro_precision_at_10_morph": "macro precision@10 morph"}
 
 st.title("Models & quality")
 with app.timed("model_quality"):
@@ -72,7 +74,8 @@ with app.timed("model_quality"):
     st.caption("recon_mse: mean squared error at 64×64, pixel values in [0, 1]. "
                "The pixel baseline searches the raw 64×64 crops with the same neighbours and split.")
     st.dataframe(pd.DataFrame(rows).set_index("checkpoint"), key="quality_table",
-                 column_config={**{m: NUMBER(m, format="%.3f") for m in METRICS},
-                                "recon_mse": NUMBER("recon_mse", format="%.5f")})
+                 column_config={**{m: NUMBER(LABELS.get(m, m), format="%.3f") for m in METRICS},
+                                "recon_mse": NUMBER("recon MSE", format="%.5f"),
+                                "latent_dim": NUMBER("latent dim"), "n_val": NUMBER("validation galaxies")})
     for problem in problems:
         st.warning(problem)
