@@ -1,0 +1,170 @@
+"""Real-browser test of the app: `streamlit run` on 127.0.0.1, headless Debian chromium driven by
+Python playwright, a click on a galaxy of the latent map, and the neighbour gallery it brings.
+
+AppTest cannot click a Plotly point (it never runs the chart's JavaScript), so this is the one
+test of the map's click -> selection -> rerun path. The harness (server, browser, map geometry)
+is tests/browser_harness.py, shared with the benchmarks. Without chromium or playwright these
+tests skip with how to install them -- except under CI (CI=true), where they must run and fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+
+import pytest
+
+import browser_harness as bh
+
+pytestmark = pytest.mark.browser
+
+MAP_TIMEOUT_S = 300  # the first load encodes the whole catalogue on a shared 2-core machine
+CLICK_TIMEOUT_S = 120
+CAPTION = re.compile(r"^#(\d+) (\S+) · (.+) · d=(\d+\.\d+)$")  # "#rank id · class · d=distance"
+
+
+def _require_browser():
+    try:
+        return bh.check_browser()
+    except bh.BrowserUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"browser tests must run under CI: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = _require_browser()
+    with bh.chromium(executable) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def app(sample_path):
+    """One server for the module. Its visitors only ever open /latent_map (never `/`), so the
+    deep-link test still sees what a bookmark shows on a freshly started server."""
+    with bh.running_app() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    return tmp_path_factory.mktemp("browser")  # failure screenshots (under the system temp dir)
+
+
+def _explain(app, page, shots, what: str) -> str:
+    """A failure message: what went wrong, where the screenshot is, and the end of the server log."""
+    try:
+        shot, errors = bh.screenshot(page, shots / "failure.png"), bh.page_errors(page)
+    except Exception as exc:  # noqa: BLE001  (the page may be gone; the log still helps)
+        shot, errors = f"none ({exc})", "unknown"
+    return f"{what}\nscreenshot: {shot}\nerrors on the page: {errors}\nserver log:\n{app.log_tail()}"
+
+
+@pytest.fixture(scope="module")
+def map_page(browser, app, shots):
+    """The latent map in one browser session for the module, drawn and idle (the first visit
+    encodes the catalogue; every later step reuses this page, so the module pays for it once)."""
+    page = bh.open_page(browser, app.url + "/latent_map", timeout_s=MAP_TIMEOUT_S)
+    try:
+        bh.wait_for_map(page, MAP_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001  (any failure here is reported with the log)
+        pytest.fail(_explain(app, page, shots, f"the latent map never appeared: {exc}"))
+    return page
+
+
+@dataclass
+class Click:
+    points: list  # every galaxy point before the click (bh.MapPoint)
+    target: bh.MapPoint  # the point clicked
+    reported: list  # what Plotly reported clicked: [{"trace", "row"}]
+    had_gallery: bool  # whether a gallery was on the page before the click
+    captions: list  # the gallery's captions by rank, once it appeared
+    seconds: float  # click -> gallery on the page and the script idle
+
+
+@pytest.fixture(scope="module")
+def clicked(map_page, app, shots) -> Click:
+    """A click on the most isolated galaxy of the map, and the gallery it brought."""
+    had_gallery = map_page.query_selector('img[alt^="#1 "]') is not None
+    points = bh.galaxy_points(map_page)
+    target = bh.pick_isolated_point(points)
+    start = time.perf_counter()
+    reported = bh.click_map(map_page, target.x, target.y)
+    try:
+        captions = bh.wait_for_gallery(map_page, CLICK_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(_explain(app, map_page, shots, f"no neighbour gallery {CLICK_TIMEOUT_S} s after "
+                                                   f"clicking {target} (Plotly reported {reported}): {exc}"))
+    return Click(points, target, reported, had_gallery, captions, time.perf_counter() - start)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "Streamlit runs a deep-linked page file directly (multipage v1) while a pages/ folder sits "
+    "beside streamlit_app.py and no visitor has yet loaded `/` on this server, so st.navigation and "
+    "set_page_config never run; remove this mark once the app handles it"))
+def test_browser_deep_link_opens_the_app_navigation(map_page):
+    """A bookmark to /latent_map on a freshly started server shows the app's own page list."""
+    links = map_page.eval_on_selector_all('[data-testid="stSidebarNavLink"]', "(a) => a.map((e) => e.innerText)")
+    labels = [link.split("\n")[-1].strip() for link in links]  # innerText is "<icon name>\n\n<title>"
+    assert "Latent map" in labels and "streamlit app" not in labels, labels
+
+
+def test_browser_map_click_shows_neighbour_gallery(clicked, map_page, app, shots):
+    page = map_page
+    assert not clicked.had_gallery, "no gallery before any click"
+    assert not bh.page_errors(page), _explain(app, page, shots, "the page shows an error")
+
+    # The gallery: k = 12 neighbours, ranked, nearest first, each "#rank id · class · d=…".
+    parsed = [CAPTION.match(c) for c in clicked.captions]
+    assert all(parsed), clicked.captions
+    assert [int(m[1]) for m in parsed] == list(range(1, 13))
+    distances = [float(m[4]) for m in parsed]
+    assert distances == sorted(distances)
+
+    # The query is the galaxy under the cursor: the clicked point, or (when points overlap at
+    # that pixel, as on an untrained map) one of those it covers; never among its own neighbours.
+    target, by_id = clicked.target, {p.id: p for p in clicked.points}
+    under_cursor = {p.id for p in clicked.points if abs(p.x - target.x) <= 2 and abs(p.y - target.y) <= 2}
+    query_id, query_class = bh.image_captions(page)[0].split(" · ")
+    assert query_id in under_cursor, (query_id, target)
+    assert [c["row"] for c in clicked.reported] == [by_id[query_id].row], clicked.reported
+    if target.gap > 4:  # isolated: the click can only have meant this galaxy
+        assert (query_id, query_class) == (target.id, target.class_name)
+    neighbour_ids = [m[2] for m in parsed]
+    assert query_id not in neighbour_ids
+    assert all(by_id[i].class_name == m[3] for i, m in zip(neighbour_ids, parsed))
+
+    # The map marks them: a star on the query, rings on exactly the neighbours in the gallery.
+    markers = bh.map_markers(page)
+    assert markers["query"] == [list(by_id[query_id].z)], markers.get("query")
+    assert {tuple(z) for z in markers["neighbours"]} == {by_id[i].z for i in neighbour_ids}
+    assert clicked.seconds < CLICK_TIMEOUT_S
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "the neighbour rings are drawn over their galaxies and carry no customdata, so Plotly reports "
+    "the ring, the page ignores it, and nothing happens; remove this mark once a ring click selects "
+    "its galaxy"))
+def test_browser_click_on_a_ringed_neighbour_makes_it_the_query(clicked, map_page):
+    """Exploring outwards: clicking one of the ringed neighbours shows that galaxy's neighbours.
+    (Last in the module: it moves the shared page on to a new query.)"""
+    page = map_page
+    points = bh.galaxy_points(page)  # positions after the rerun
+    by_z = {p.z: p for p in points}
+    star = by_z[tuple(bh.map_markers(page)["query"][0])]
+    ringed = [by_z[tuple(z)] for z in bh.map_markers(page)["neighbours"]]
+    away = [p for p in ringed if p.clickable and abs(p.x - star.x) + abs(p.y - star.y) > 20]  # not under the star
+    assert away, f"every ringed neighbour is hidden under the query star: {ringed}"
+    ring = max(away, key=lambda p: p.gap)
+    reported = bh.click_map(page, ring.x, ring.y)
+    # the ring's galaxy, or (rings packed closer than a few pixels) a galaxy right under the cursor
+    allowed = {ring.row} if ring.gap > 3 else {p.row for p in points if abs(p.x - ring.x) + abs(p.y - ring.y) <= 3}
+    rows = [c["row"] for c in reported]
+    assert len(rows) == 1 and rows[0] in allowed, f"Plotly reported {reported} for a click on {ring}"
+    chosen = next(p for p in points if p.row == rows[0])
+    page.wait_for_function("""(id) => { const c = document.querySelector('[data-testid="stImageCaption"]');
+                                        return c && c.innerText.startsWith(id + " "); }""",
+                           arg=chosen.id, timeout=CLICK_TIMEOUT_S * 1e3)
