@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +63,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
     meta = {**meta, "model": model_name(model), "config": config_dict(model), "format": FORMAT}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    # A fresh name beside the target (not mkstemp, whose 0600 would make the file private), so
+    # the checkpoint gets the usual umask permissions.
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
         save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
         os.replace(tmp, path)

@@ -268,7 +268,8 @@ def make_config(name: str, config: dict | None = None):
 
 def build_model(name: str, config: dict | None = None) -> nn.Module:
     """A freshly initialised model ``name`` ("dense_ae", "conv_vae", "galaxy_vae") from a config dict."""
-    return MODELS[name](make_config(name, config))
+    config = make_config(name, config)  # checks the name and fields first
+    return MODELS[name](config)
 
 
 def config_dict(model: nn.Module) -> dict:

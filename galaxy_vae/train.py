@@ -45,13 +45,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    epochs: int = 60  # passes over the training split
+    epochs: int = 40  # passes over the training split
     batch_size: int = 128  # images per optimiser step
     lr: float = 3e-3  # peak AdamW learning rate (after warmup, then cosine decay to 0)
     warmup: float = 0.05  # fraction of steps spent warming the learning rate up
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     beta: float = 1.0  # weight of the KL term (VAEs)
-    class_weight: float = 20.0  # weight of the class head's cross-entropy (VAEs with a head)
+    class_weight: float = 200.0  # weight of the class head's cross-entropy: the map separates classes
     class_balance: float = 1.0  # class weights (1/count)**this: 0 = plain CE, 1 = fully balanced
     augment: bool = True  # a random rotation/flip of every image at every step
     chirality_pairs: list | None = None  # mirror-image class pairs; None = found from class names
