@@ -136,8 +136,24 @@ def _remembered_select(label: str, options: list[Path], key: str, default: str |
     return options[names.index(choice)]
 
 
+def follow_app_navigation() -> None:
+    """Make a deep link (e.g. /latent_map) as a fresh server's first request use the app's navigation.
+
+    Streamlit runs such a request through its legacy pages/-folder mode -- this project's pages/
+    sits beside streamlit_app.py -- which skips streamlit_app.py (page titles, wide layout) until
+    some visitor loads `/`. Switching that mode off and rerunning hands the request to
+    st.navigation, which resolves the same page by its URL.
+    """
+    from streamlit.runtime.pages_manager import PagesManager  # the flag st.navigation itself clears
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def sidebar() -> Session:
     """Dataset and checkpoint selectors. Missing or broken files stop the page with how to fix it."""
+    follow_app_navigation()
     folder = data_dir()
     datasets = sorted(folder.glob("*.h5")) + sorted(folder.glob("*.hdf5"))
     if not datasets:

@@ -2,8 +2,8 @@
 
 Pure functions: arrays in, a ``go.Figure`` out; no streamlit here. The latent map's contract with
 the pages: every galaxy point carries its global row in ``customdata`` (Plotly's point indices are
-per trace), and only galaxy points do -- the query star and neighbour rings carry none, so
-:func:`selected_rows` maps a selection back to dataset rows and ignores them.
+per trace). Neighbour rings carry the rows they cover (a click on a ring selects its galaxy); the
+query star, which may mark an uploaded picture, carries none, so :func:`selected_rows` ignores it.
 
 The maps are built for speed at Galaxy10 size (21,785 points): WebGL traces assembled as plain
 dicts (no per-property validation), numpy arrays passed straight through (Plotly writes them as
@@ -86,13 +86,17 @@ def _background_trace(latents: np.ndarray, labels: np.ndarray, class_names: Sequ
 
 
 def _marker_trace(points: np.ndarray, name: str, symbol: str, size: float, color: str,
-                  hover: Sequence[str]) -> dict:
-    """A highlight trace (query, neighbours, path): no customdata, so never a selectable row."""
+                  hover: Sequence[str], rows: np.ndarray | None = None) -> dict:
+    """A highlight trace (query, neighbours, path). With ``rows`` (the galaxies it rings) a click on
+    a marker selects that galaxy, since the marker covers it; without, it is never a selectable row."""
     points = np.atleast_2d(points)
     # scattergl draws open symbols only with an explicit line width
-    return dict(type="scattergl", x=points[:, 0], y=points[:, 1], mode="markers", name=name, meta=name,
-                hovertext=list(hover), hovertemplate="%{hovertext}<extra></extra>",
-                marker=dict(symbol=symbol, size=size, color=color, line=dict(width=2, color=color)))
+    trace = dict(type="scattergl", x=points[:, 0], y=points[:, 1], mode="markers", name=name, meta=name,
+                 hovertext=list(hover), hovertemplate="%{hovertext}<extra></extra>",
+                 marker=dict(symbol=symbol, size=size, color=color, line=dict(width=2, color=color)))
+    if rows is not None:
+        trace["customdata"] = np.asarray(rows, dtype=np.int64)
+    return trace
 
 
 def _map_figure(traces: list[dict], height: int, title: str | None, axis_names: Sequence[str],
@@ -138,7 +142,7 @@ def latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[st
         rows = np.asarray(neighbours, dtype=np.int64)
         hover = [f"neighbour {r}: {ids[i]}" for r, i in enumerate(rows, start=1)]
         traces.append(_marker_trace(latents[rows], "neighbours", "circle-open", point_size + 9,
-                                    NEIGHBOUR_COLOR, hover))
+                                    NEIGHBOUR_COLOR, hover, rows=rows))
     if query is not None:
         traces.append(_marker_trace(np.asarray(query, dtype=float).reshape(1, 2), "query", "star",
                                     point_size + 14, QUERY_COLOR, ["query"]))
@@ -161,7 +165,7 @@ def add_background(fig: go.Figure, image: np.ndarray | str, extent: Sequence[flo
 def selected_rows(selection: Mapping | None) -> list[int]:
     """Dataset rows of the galaxy points in a Streamlit plotly selection (``event.selection``).
 
-    Points without customdata (query star, neighbour rings, paths) are ignored; order is kept and
+    Points without customdata (query star, paths) are ignored; order is kept and
     duplicates dropped.
     """
     rows: list[int] = []

@@ -198,7 +198,7 @@ def running_app(script: str = "streamlit_app.py", port: int | None = None, env: 
 # --- the latent map -----------------------------------------------------------------------------
 
 # Every galaxy point of the map in page pixels, from the figure's own axes: galaxy traces are the
-# ones whose customdata holds dataset rows (query star and neighbour rings carry none).
+# ones marked meta="galaxies" (figures.GALAXY_META); the query star and neighbour rings are not.
 _POINTS_JS = """(sel) => {
   const gd = document.querySelector(sel);
   const fl = gd._fullLayout, box = gd.getBoundingClientRect();
@@ -206,7 +206,7 @@ _POINTS_JS = """(sel) => {
   const out = {rows: [], ids: [], classes: [], zx: [], zy: [], x: [], y: [],
                area: [box.left + size.l, box.top + size.t, size.w, size.h]};
   gd._fullData.forEach((trace) => {
-    if (!trace.customdata || trace.visible !== true) return;
+    if (trace.meta !== "galaxies" || trace.visible !== true) return;
     for (let i = 0; i < trace.x.length; i++) {
       out.rows.push(Number(trace.customdata[i]));
       out.ids.push(String(trace.text[i]));
@@ -299,7 +299,7 @@ def map_markers(page) -> dict[str, list[list[float]]]:
     """The highlight traces now drawn on the map: {"query": [[x, y]], "neighbours": [[x, y], ...]}."""
     return page.evaluate("""(sel) => { const out = {};
         document.querySelector(sel)._fullData.forEach((t) => {
-            if (!t.customdata) out[t.name] = Array.from(t.x, (x, i) => [Number(x), Number(t.y[i])]); });
+            if (t.meta !== "galaxies") out[t.name] = Array.from(t.x, (x, i) => [Number(x), Number(t.y[i])]); });
         return out; }""", MAP_SELECTOR)
 
 

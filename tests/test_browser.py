@@ -101,10 +101,6 @@ def clicked(map_page, app, shots) -> Click:
     return Click(points, target, reported, had_gallery, captions, time.perf_counter() - start)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Streamlit runs a deep-linked page file directly (multipage v1) while a pages/ folder sits "
-    "beside streamlit_app.py and no visitor has yet loaded `/` on this server, so st.navigation and "
-    "set_page_config never run; remove this mark once the app handles it"))
 def test_browser_deep_link_opens_the_app_navigation(map_page):
     """A bookmark to /latent_map on a freshly started server shows the app's own page list."""
     links = map_page.eval_on_selector_all('[data-testid="stSidebarNavLink"]', "(a) => a.map((e) => e.innerText)")
@@ -144,10 +140,6 @@ def test_browser_map_click_shows_neighbour_gallery(clicked, map_page, app, shots
     assert clicked.seconds < CLICK_TIMEOUT_S
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the neighbour rings are drawn over their galaxies and carry no customdata, so Plotly reports "
-    "the ring, the page ignores it, and nothing happens; remove this mark once a ring click selects "
-    "its galaxy"))
 def test_browser_click_on_a_ringed_neighbour_makes_it_the_query(clicked, map_page):
     """Exploring outwards: clicking one of the ringed neighbours shows that galaxy's neighbours.
     (Last in the module: it moves the shared page on to a new query.)"""

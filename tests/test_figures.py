@@ -50,16 +50,18 @@ def test_figures_latent_map_one_trace_per_class_with_global_rows(sample, sample_
     assert_valid(fig)
 
 
-def test_figures_latent_map_marks_query_and_neighbours_outside_rows(sample, sample_map):
+def test_figures_latent_map_marks_query_and_neighbours_on_top(sample, sample_map):
     neighbours = np.array([10, 500, 42])
     fig = figures.latent_map(sample_map, sample.labels, sample.class_names, sample.ids,
                              query=sample_map[10], neighbours=neighbours)
     by_name = {t.name: t for t in fig.data}
-    assert by_name["query"].customdata is None and by_name["neighbours"].customdata is None
+    assert by_name["query"].customdata is None  # the star may mark an upload: no row
+    # a ring covers its galaxy, so a click on the ring must select that galaxy
+    np.testing.assert_array_equal(np.asarray(by_name["neighbours"].customdata), neighbours)
     assert by_name["query"].marker.symbol == "star"
     np.testing.assert_array_equal(np.asarray(by_name["neighbours"].x), sample_map[neighbours, 0])
     assert by_name["neighbours"].hovertext[0] == f"neighbour 1: {sample.ids[10]}"
-    # the highlights are drawn last (on top) and a selection on them maps to no row
+    # the highlights are drawn last (on top); a selection on the star maps to no row
     assert [t.name for t in fig.data[-2:]] == ["neighbours", "query"]
     selection = {"points": [{"curve_number": len(fig.data) - 1, "point_index": 0},
                             {"curve_number": 0, "point_index": 3, "customdata": 17},
