@@ -3,7 +3,7 @@ Python playwright, a click on a galaxy of the latent map, and the neighbour gall
 
 AppTest cannot click a Plotly point (it never runs the chart's JavaScript), so this is the one
 test of the map's click -> selection -> rerun path. The harness (server, browser, map geometry)
-is tests/browser_harness.py, shared with the benchmarks. Without chromium or playwright these
+is galaxy_vae/browser.py, shared with the benchmarks. Without chromium or playwright these
 tests skip with how to install them -- except under CI (CI=true), where they must run and fail.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-import browser_harness as bh
+from galaxy_vae import browser as bh
 
 pytestmark = pytest.mark.browser
 

@@ -1,10 +1,13 @@
 """Drive the running app in headless Debian chromium: start `streamlit run`, open a page, click a
 galaxy on the latent map, read the neighbour gallery.
 
-Shared by tests/test_browser.py and the benchmarks (``cold_start_s``, ``rss_mb``); a benchmark
-imports it with ``sys.path.insert(0, str(ROOT / "tests"))``. It does not import pytest: a missing
-browser raises :class:`BrowserUnavailable` and a server that will not come up raises
-:class:`AppFailed` (with the tail of its log), so each caller decides whether to skip or fail.
+Shared by tests/test_browser.py and ``python -m galaxy_vae bench`` (``cold_start_s``, ``rss_mb``,
+server timings). Playwright is a test extra, imported only inside the functions that drive the
+browser, so importing this module needs neither it nor chromium. A missing browser raises
+:class:`BrowserUnavailable` (a :class:`~galaxy_vae.errors.GalaxyVAEError` saying how to install it)
+and a server that will not come up raises :class:`AppFailed` (with the tail of its log), so each
+caller decides whether to skip or fail. The app is served from the checkout (``ROOT``), where
+streamlit_app.py and pages/ live.
 
     with chromium() as browser, running_app() as app:
         page = open_page(browser, app.url + "/latent_map")
@@ -39,9 +42,11 @@ from typing import Iterator
 
 import numpy as np
 
+from galaxy_vae.errors import GalaxyVAEError
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ENV = "GALAXY_VAE_CHROMIUM"  # path to another chromium binary, if not /usr/bin/chromium
-INSTALL_HINT = "install Debian's chromium: sudo apt-get install -y chromium"
+INSTALL_HINT = "Install Debian's chromium: sudo apt-get install -y chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--disable-quic", "--no-first-run",
@@ -52,7 +57,7 @@ MAP_SELECTOR = ".js-plotly-plot"
 EDGE_PX = 45  # keep clicks this far inside the plot area: the modebar and toolbar sit on the top edge
 
 
-class BrowserUnavailable(RuntimeError):
+class BrowserUnavailable(GalaxyVAEError):
     """Playwright or chromium is missing: skip on a user's machine, fail under CI."""
 
 
@@ -69,7 +74,8 @@ def find_chromium() -> Path:
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return Path(candidate)
-    raise BrowserUnavailable(f"chromium was not found at {' or '.join(c for c in candidates if c)}: {INSTALL_HINT}")
+    raise BrowserUnavailable("No chromium to drive", expected="an executable chromium",
+                             found=f"nothing at {' or '.join(c for c in candidates if c)}", fix=INSTALL_HINT)
 
 
 def check_browser() -> Path:
@@ -77,8 +83,9 @@ def check_browser() -> Path:
     try:
         import playwright.sync_api  # noqa: F401  (imported here so a missing package is reported, not raised)
     except ImportError as exc:
-        raise BrowserUnavailable(f"Python playwright is missing ({exc}): `make install` installs it; "
-                                 f"then {INSTALL_HINT}") from exc
+        raise BrowserUnavailable("Python playwright is missing", expected="an importable playwright",
+                                 found=str(exc), fix="Install it with `make install` (the test extra), then Debian's chromium: "
+                                     "sudo apt-get install -y chromium") from exc
     return find_chromium()
 
 
