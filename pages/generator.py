@@ -7,15 +7,11 @@ from galaxy_vae.data import model_view
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.figures import interpolation_path, png_bytes, selected_rows, small_latent_map
 
-st.title("Generator")
-st.caption("Move through the model's latent space and see what it decodes: any point, any step between two "
-           "galaxies, or a grid over the whole map. Each decoded galaxy is shown beside the nearest real one.")
-session = app.sidebar()
-cat, data, state = session.catalogue, session.data, st.session_state
-axes = ("z₁", "z₂") if cat.vectors.shape[1] == 2 else ("PC 1", "PC 2")  # wider latents: principal directions
-scale, spec = generate.display_scale(session.checkpoint.model.input_size), generate.slider_range(cat.map_xy)
-name = data.class_names.__getitem__
-describe = lambda row, dist: f"{data.ids[row]} · {name(data.labels[row])} · d={dist:.3f}"  # noqa: E731
+state = st.session_state
+
+
+def describe(row: int, dist: float) -> str:
+    return f"{data.ids[row]} · {name(data.labels[row])} · d={dist:.3f}"
 
 
 def _choose(how) -> None:
@@ -31,14 +27,6 @@ def _on_click() -> None:
     pair, state.gen_click_sets = generate.pair_after_click(
         state.gen_pair, selected_rows(state.gen_path_map.selection), state.gen_click_sets)
     _choose(lambda: pair)
-
-
-if state.get("gen_for") != (session.data_key, session.ckpt_key):  # a new catalogue: start afresh
-    state.update(gen_for=(session.data_key, session.ckpt_key), gen_z1=spec["start"][0], gen_z2=spec["start"][1])
-    _choose(lambda: generate.random_pair(data.labels, 0, min(1, len(data.class_names) - 1), seed=0))
-for key, value in dict(gen_z1=spec["start"][0], gen_z2=spec["start"][1], gen_click_sets="A",
-                       gen_id_a=str(data.ids[state.gen_pair[0]]), gen_id_b=str(data.ids[state.gen_pair[1]])).items():
-    state.setdefault(key, value)  # widget values are dropped while another page is shown
 
 
 def show(point: generate.LatentPoints, caption: str, c: list) -> tuple:
@@ -71,7 +59,22 @@ def step_at_t(a: int, b: int, method: str) -> None:
         show(generate.path_between(cat, a, b, [t], method), f"Decoded at t = {t:.2f}", st.columns(2))
 
 
-with app.timed("generator"):
+with app.timed("generator"):  # the whole page run, sidebar included (benchmarks)
+    st.title("Generator")
+    st.caption("Move through the model's latent space and see what it decodes: any point, any step between two "
+               "galaxies, or a grid over the whole map. Each decoded galaxy is shown beside the nearest real one.")
+    session = app.sidebar()
+    cat, data = session.catalogue, session.data
+    axes = ("z₁", "z₂") if cat.vectors.shape[1] == 2 else ("PC 1", "PC 2")  # wider latents: principal directions
+    scale, spec = generate.display_scale(session.checkpoint.model.input_size), generate.slider_range(cat.map_xy)
+    name = data.class_names.__getitem__
+    if state.get("gen_for") != (session.data_key, session.ckpt_key):  # a new catalogue: start afresh
+        state.update(gen_for=(session.data_key, session.ckpt_key), gen_z1=spec["start"][0], gen_z2=spec["start"][1])
+        _choose(lambda: generate.random_pair(data.labels, 0, min(1, len(data.class_names) - 1), seed=0))
+    (a, b), first = state.gen_pair, spec["start"]
+    for key, value in dict(gen_z1=first[0], gen_z2=first[1], gen_click_sets="A",
+                           gen_id_a=str(data.ids[a]), gen_id_b=str(data.ids[b])).items():
+        state.setdefault(key, value)  # widget values are dropped while another page is shown
     free_tab, path_tab, grid_tab = st.tabs(["Free decoding", "Interpolation", "Manifold grid"])
     with free_tab:
         if axes[0] != "z₁":
