@@ -234,6 +234,21 @@ def cmd_embed(args) -> int:
     return 0
 
 
+# --- benchmarks ---------------------------------------------------------------------------------
+
+def cmd_bench(args) -> int:
+    """The performance table: encoding, search, training, and the app's server times and memory."""
+    from galaxy_vae.bench import format_table, run_bench
+
+    report = run_bench(quick=args.quick, data_path=args.data, checkpoint_path=args.checkpoint,
+                       progress=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_table(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m galaxy_vae",
                                      description="Explore the latent space of galaxy images.")
@@ -330,6 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help=".csv (id,label,z0,z1,...) or .npy (N x d float32)")
     p.add_argument("--batch-size", type=int, default=1024, help="images per batch")
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("bench", help="measure the performance table (encoding, search, pages, memory) on this machine")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer repetitions, no training epoch, no browser (cold start skipped): about a minute")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (figures, skipped, goals, machine)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="dataset, tiled to Galaxy10 size if smaller (default: gz1_sample.h5 in $GALAXY_VAE_DATA or data/)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="model for encoding, search and training (default: the app's default checkpoint)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

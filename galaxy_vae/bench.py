@@ -1,0 +1,233 @@
+"""``python -m galaxy_vae bench``: the performance table, measured on the machine it runs on.
+
+    python -m galaxy_vae bench [--quick] [--json] [--data FILE] [--checkpoint C]
+
+One run measures every figure the issues set a goal for, at Galaxy10 size (21,785 galaxies):
+
+    slider_fragment_ms_p50, full_rerun_ms_p50   bench_app: the pages' own clocks, in the same run
+    cold_start_s, rss_mb                        bench_app: the app process (cold start: full run only)
+    encode_images_per_s, encode_speedup_vs_loop bench_compute, in this process
+    knn_ms_p50/_p95, knn_invariant_ms_p50       bench_compute
+    knn_1m_ms_p50, knn_1m_recall_at_10          bench_compute
+    epoch_s                                     bench_compute (full run only)
+
+The pages run first, as the app runs them (``bench_app`` says how each is clocked: a real
+`streamlit run` driven by headless chromium in a full run, AppTest with --quick or without a
+browser). They report the torch thread count the app's script runs use, and the encoding and
+search figures are then taken with that count, so they describe the app; the details give
+single-image encode/decode and batched encoding with torch's default count as well, and the
+training epoch runs with torch's default count (and again with one thread, in the details).
+
+A dataset smaller than Galaxy10 (the offline sample) is tiled up to 21,785 real cutouts
+(``bench_compute.tile_dataset``); the report says so. The app is pointed at a temporary folder
+holding that tiled file, never at data/. The model is the app's default checkpoint
+(checkpoints/galaxy_vae.safetensors, else the first in checkpoints/, as the sidebar picks) unless
+``--checkpoint`` names another; the pages always run the app's default.
+
+A figure that cannot be measured (a --quick skip, no browser) is listed under "skipped" with the
+reason, never given a number. "goals" says, for each goal of the issues, whether it is met.
+Other processes on a shared machine move every timing; the machine block records the load.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from galaxy_vae import bench_app, bench_compute
+from galaxy_vae.checkpoints import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, list_checkpoints, load_checkpoint
+from galaxy_vae.data import open_for_search
+from galaxy_vae.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+# (key, unit, what) in table order: the keys of the issue's table
+KEYS = (
+    ("encode_images_per_s", "img/s", "batched encoding, default model"),
+    ("encode_speedup_vs_loop", "x", "batched vs one image per call"),
+    ("knn_ms_p50", "ms", "exact k=12 query (a map click)"),
+    ("knn_ms_p95", "ms", "exact k=12 query, 95th percentile"),
+    ("knn_invariant_ms_p50", "ms", "rotation/flip-invariant query, 8 views encoded"),
+    ("knn_1m_ms_p50", "ms", "k=12 query over 1,000,000 latents"),
+    ("knn_1m_recall_at_10", "", "recall@10 of that index vs brute force"),
+    ("slider_fragment_ms_p50", "ms", "generator slider: fragment server time"),
+    ("full_rerun_ms_p50", "ms", "map page rerun, server time"),
+    ("epoch_s", "s", "one training epoch of the improved VAE"),
+    ("cold_start_s", "s", "streamlit run -> map rendered in chromium"),
+    ("rss_mb", "MiB", "peak memory of the app process"),
+)
+# (key, comparison, target): the goals of issues 3-6
+GOALS = (
+    ("slider_fragment_ms_p50", "<=", 20), ("fragment_speedup", ">=", 10), ("knn_ms_p50", "<=", 1),
+    ("knn_invariant_ms_p50", "<=", 15), ("full_rerun_ms_p50", "<=", 300), ("encode_images_per_s", ">=", 5000),
+    ("epoch_s", "<=", 10), ("knn_1m_ms_p50", "<=", 20), ("knn_1m_recall_at_10", ">=", 0.95),
+)
+# how many timed calls of each kind: --quick keeps the whole run under ~90 s on two busy cores
+QUICK = dict(queries=300, invariant=40, recall=30, loop=100, threads=30, reruns=5, moves=10)
+FULL = dict(queries=2000, invariant=200, recall=100, loop=500, threads=100, reruns=10, moves=20)
+
+
+def machine_info() -> dict:
+    """What the numbers were taken on: CPU, cores, thread counts, versions, load."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    return {"cpu": cpu, "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__,
+            "streamlit": importlib.metadata.version("streamlit"), "system": platform.platform(),
+            "load_average_1m_at_start": round(os.getloadavg()[0], 2)}
+
+
+def app_default_checkpoint() -> Path:
+    """The checkpoint the app's sidebar starts with: the default when it exists, else the first."""
+    if DEFAULT_CHECKPOINT.is_file():
+        return DEFAULT_CHECKPOINT
+    found = list_checkpoints(CHECKPOINT_DIR)
+    if not found:
+        raise CheckpointError("No checkpoint to benchmark", expected=f"{DEFAULT_CHECKPOINT} or another in {CHECKPOINT_DIR}",
+                              found="none", fix="Train one (see checkpoints/README.md) or pass --checkpoint FILE.")
+    return found[0]
+
+
+def check_goals(results: dict) -> dict:
+    """{"<key> <op> <target>": {"value", "met"}}; met is None when the figure was skipped."""
+    out = {}
+    for key, op, target in GOALS:
+        value = results.get(key)
+        met = None if value is None else bool(value <= target if op == "<=" else value >= target)
+        out[f"{key} {op} {target:g}"] = {"value": value, "met": met}
+    return out
+
+
+def run_bench(quick: bool = False, data_path: str | Path | None = None, checkpoint_path: str | Path | None = None,
+              progress: Callable[[str], None] = log.info) -> dict:
+    """Measure everything; returns the report (see the module docstring for its keys)."""
+    from galaxy_vae.fetch import data_dir
+
+    n, started, machine = (QUICK if quick else FULL), time.perf_counter(), machine_info()
+    app_ckpt = app_default_checkpoint()
+    ckpt = load_checkpoint(checkpoint_path or app_ckpt)
+    data = open_for_search(data_path or data_dir() / "gz1_sample.h5")
+    tiled = bench_compute.tile_dataset(data) if len(data) < bench_compute.GALAXY10 else data
+    results: dict = {}
+    details: dict = {"checkpoint": str(ckpt.path), "app_checkpoint": str(app_ckpt),
+                     "checkpoint_trained": bool(ckpt.meta.get("history")) and not ckpt.path.name.startswith("_")}
+    skipped: dict = {}
+    if quick:
+        skipped.update(epoch_s="skipped with --quick", cold_start_s="skipped with --quick")
+
+    with tempfile.TemporaryDirectory(prefix="galaxy_vae_bench_") as tmp:
+        folder = Path(tmp)
+        bench_app.write_tiled_folder(tiled, folder)
+        pages = None
+        if not quick:
+            progress("starting `streamlit run` and headless chromium on the tiled catalogue")
+            try:
+                pages = bench_app.measure_pages_server(folder, n["reruns"], n["moves"])
+            except Exception as exc:  # noqa: BLE001  (any failure: say why, fall back to AppTest)
+                skipped["cold_start_s"] = f"no browser run: {exc}".splitlines()[0][:300]
+        progress("running the map and generator pages under AppTest (child process)")
+        apptest = bench_app.measure_pages_apptest(folder, n["reruns"], n["moves"])
+        pages = pages or apptest
+        if pages is not apptest:
+            details["apptest"] = apptest
+    threads = apptest.pop("app_torch_threads")
+    for key in ("slider_fragment_ms_p50", "full_rerun_ms_p50", "rss_mb", "cold_start_s"):
+        if key in pages:
+            results[key] = pages.pop(key)
+    results["fragment_speedup"] = results["full_rerun_ms_p50"] / results["slider_fragment_ms_p50"]
+    details.update({f"pages_{k}": v for k, v in pages.items()})
+
+    # the model and search figures as the app runs them: with the torch thread count of its pages
+    details["app_torch_threads"] = threads
+    with bench_compute.torch_threads(threads):
+        progress(f"encoding {len(tiled):,} galaxies with {ckpt.path.name} ({threads} torch thread(s), as the app)")
+        cat, enc = bench_compute.build_catalogue(ckpt, tiled)
+        results.update(enc)
+        loop = bench_compute.measure_encoding_loop(ckpt, tiled.images[:n["loop"]], enc["encode_images_per_s"])
+        results["encode_speedup_vs_loop"] = loop.pop("encode_speedup_vs_loop")
+        details.update(loop)
+        progress("timing neighbour queries")
+        found = bench_compute.measure_search(cat, n["queries"], n["invariant"])
+        results.update({k: found.pop(k) for k in ("knn_ms_p50", "knn_ms_p95", "knn_invariant_ms_p50")})
+        details.update(found)
+    progress("building and querying an index over 1,000,000 latents")
+    million = bench_compute.measure_million(cat.vectors, n["queries"], n["recall"])
+    results.update({k: million.pop(k) for k in ("knn_1m_ms_p50", "knn_1m_recall_at_10")})
+    details.update(million)
+    if not quick:
+        progress("timing brute-force queries: a 64-D latent and raw pixels")
+        details.update(bench_compute.measure_other_spaces(data, n["invariant"]))
+    # last: torch's default thread count leaves OpenMP workers behind that would slow what follows
+    progress("timing single-image encode/decode with torch's default threads and with one")
+    details.update(bench_compute.measure_threads(ckpt, tiled.images[:n["threads"]],
+                                                 batch=None if quick else tiled.images[:4096]))
+    del cat, tiled
+
+    if not quick:
+        progress(f"training the improved VAE for one epoch over {len(data):,} galaxies (torch's default threads)")
+        found = bench_compute.measure_epoch(ckpt, data)
+        results["epoch_s"] = found.pop("epoch_s")
+        details.update(found)
+        progress("... and again with one torch thread")
+        with bench_compute.torch_threads(1):
+            details["epoch_s_1_thread"] = bench_compute.measure_epoch(ckpt, data)["epoch_s"]
+
+    ordered = {key: results[key] for key, _, _ in KEYS if key in results}
+    machine["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    return {**ordered, "fragment_speedup": results["fragment_speedup"], "skipped": skipped,
+            "goals": check_goals(results), "machine": machine,
+            "dataset": describe_dataset(data), "details": details, "quick": quick,
+            "seconds": time.perf_counter() - started}
+
+
+def describe_dataset(data) -> dict:
+    """What the figures were measured on, and whether it was tiled up to Galaxy10 size."""
+    tiled = len(data) < bench_compute.GALAXY10
+    note = (f"tiled sample: the {len(data):,} real cutouts of {data.name} in four rotations, cut to "
+            f"{bench_compute.GALAXY10:,} (Galaxy10 size)") if tiled else f"{data.name} as it is"
+    return {"file": str(data.path or data.name), "galaxies_in_file": len(data),
+            "galaxies": max(len(data), bench_compute.GALAXY10), "tiled": tiled, "note": note}
+
+
+def _fmt(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def format_table(report: dict) -> str:
+    """The report as a plain-text table: figures with their goals, then what was skipped, where."""
+    goals = {g.split()[0]: (g.split(" ", 1)[1], v["met"]) for g, v in report["goals"].items()}
+    lines = [f"{'figure':<24} {'value':>10}  {'unit':<5}  {'goal':<10} {'':<6} what", "-" * 100]
+    for key, unit, what in (*KEYS, ("fragment_speedup", "x", "full map rerun / slider fragment")):
+        goal, met = goals.get(key, ("", None))
+        value = report.get(key)
+        shown = _fmt(value) if value is not None else "skipped"
+        verdict = "" if value is None or key not in goals else ("met" if met else "MISSED")
+        lines.append(f"{key:<24} {shown:>10}  {unit:<5}  {goal:<10} {verdict:<6} {what}")
+    for key, reason in report["skipped"].items():
+        lines.append(f"skipped {key}: {reason}")
+    m, d = report["machine"], report["dataset"]
+    lines += ["", f"data: {d['note']}",
+              f"model: {report['details']['checkpoint']} (pages: {report['details']['app_checkpoint']})"
+              + ("" if report["details"]["checkpoint_trained"] else " -- untrained stand-in"),
+              f"machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), torch {m['torch']} with "
+              f"{m['torch_threads']} threads, Python {m['python']}, streamlit {m['streamlit']}; load average "
+              f"{m['load_average_1m_at_start']} -> {m['load_average_1m_at_end']} (shared machine: timings are noisy)",
+              f"pages: {report['details']['pages_driver']}; encoding and search with "
+              f"{report['details']['app_torch_threads']} torch thread(s), as the app's pages run them",
+              f"{'quick' if report['quick'] else 'full'} run in {report['seconds']:.0f} s; details with --json"]
+    return "\n".join(lines)

@@ -1,0 +1,234 @@
+"""The library half of ``python -m galaxy_vae bench``: encoding, neighbour search, one training epoch.
+
+Everything here runs in the benchmark's own process, on the catalogue the app would serve at
+Galaxy10 size (21,785 galaxies). A smaller dataset (the offline sample) is *tiled* up to that size
+(:func:`tile_dataset`): its real cutouts repeated in their four rotations -- a rotated galaxy is
+still a real galaxy of the same class, and the model places it elsewhere, so the tiles do not pile
+up on one latent -- with ids made unique.
+
+    encode_images_per_s      encode_images over the whole tiled catalogue (the app's batches of 1024)
+    encode_speedup_vs_loop   that rate over the rate of encode_images called on one image at a time
+    knn_ms_p50 / _p95        Catalogue.query_rows([row], 12): the map page's click (itself excluded)
+    knn_invariant_ms_p50     Catalogue.query_images(cutout, 12, invariant=True): its 8 views encoded,
+                             then the best distance over the views per galaxy
+    knn_1m_ms_p50            NeighbourIndex over 1,000,000 latents drawn like the real ones (a random
+                             real latent plus noise of 2 % of their spread), one query at a time;
+    knn_1m_recall_at_10      its top 10 against brute force (search.knn) over the same million
+    knn_64d_*, knn_pixel_*   (details, full run) the brute-force path: a 64-D latent, raw pixels
+    epoch_s                  train.fit for one epoch over the whole sample; the epoch's own clock
+                             (history[0]["seconds"]: the training steps, not the validation after)
+
+Every call is timed on its own with ``time.perf_counter`` after a few warm-up calls; p50/p95 are in
+milliseconds. Other processes on a shared machine move these numbers: compare p50s, not p95s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from galaxy_vae.catalogue import Catalogue, ModelSpace
+from galaxy_vae.checkpoints import Checkpoint
+from galaxy_vae.data import GalaxyData, stratified_split
+from galaxy_vae.embed import decode_latents, encode_images
+from galaxy_vae.search import NeighbourIndex, knn, pixel_features
+
+log = logging.getLogger(__name__)
+
+GALAXY10 = 21_785  # Galaxy10 SDSS: the largest catalogue the app serves
+MILLION = 1_000_000
+K = 12  # neighbours per query, as the map page asks by default
+JITTER = 0.02  # noise of a drawn latent, as a fraction of the real latents' spread per axis
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+def time_calls(fn: Callable, args: Sequence, warmup: int = 3) -> np.ndarray:
+    """Milliseconds of ``fn(a)`` for each ``a`` in ``args``, each call timed on its own.
+
+    The first ``warmup`` arguments are called once beforehand, untimed (first calls build caches).
+    """
+    for a in args[:warmup]:
+        fn(a)
+    out = np.empty(len(args))
+    for i, a in enumerate(args):
+        start = time.perf_counter()
+        fn(a)
+        out[i] = time.perf_counter() - start
+    return out * 1e3
+
+
+def p50(ms: np.ndarray) -> float:
+    return float(np.percentile(ms, 50))
+
+
+def p95(ms: np.ndarray) -> float:
+    return float(np.percentile(ms, 95))
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- data at Galaxy10 size ----------------------------------------------------------------------
+
+def tile_dataset(data: GalaxyData, n: int = GALAXY10) -> GalaxyData:
+    """``data`` grown (or cut) to ``n`` galaxies: copy r of each cutout turned r quarter turns.
+
+    Rotations keep every class, chirality included (only mirrors swap clockwise and anticlockwise
+    spirals). Copy r > 0 of galaxy ``id`` gets the id ``id#r<r>``, so ids stay unique.
+    """
+    m = len(data)
+    if n <= m:
+        return data.take(np.arange(n))
+    copies = -(-n // m)
+    assert copies <= 4, f"{m} galaxies in four rotations cannot reach {n}"
+    rows = np.arange(n) % m
+    turn = np.arange(n) // m
+    images = np.empty((n,) + data.images.shape[1:], dtype=np.uint8)
+    for r in range(copies):
+        at = turn == r
+        images[at] = np.rot90(data.images[rows[at]], r, axes=(1, 2))  # (n_r, H, W, 3)
+    ids = np.array([str(data.ids[i]) if r == 0 else f"{data.ids[i]}#r{r}" for i, r in zip(rows, turn)])
+    return GalaxyData(images=images, labels=data.labels[rows], class_names=data.class_names, ids=ids,
+                      source=f"{data.name} tiled to {n:,} galaxies (rotated copies of real cutouts)")
+
+
+def drawn_like(latents: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """(n, d) float32 latents drawn like ``latents`` (a kernel density draw: a random real latent
+    plus Gaussian noise of JITTER times the real spread on each axis)."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(latents), size=n)
+    noise = rng.normal(size=(n, latents.shape[1])) * (JITTER * latents.std(axis=0))
+    return (latents[rows] + noise).astype(np.float32)
+
+
+# --- encoding -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class TimedModelSpace(ModelSpace):
+    """A ModelSpace that records how long each embed took: the catalogue's first embed is the
+    whole dataset in the app's batches, so timing it costs no second pass over 21,785 images."""
+
+    seconds: list = field(default_factory=list)
+
+    def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        start = time.perf_counter()
+        out = super().embed(images, progress)
+        self.seconds.append(time.perf_counter() - start)
+        return out
+
+
+def build_catalogue(checkpoint: Checkpoint, data: GalaxyData) -> tuple[Catalogue, dict]:
+    """The catalogue the app would build, and ``encode_images_per_s`` of building it."""
+    encode_images(checkpoint.model, data.images[:256])  # untimed: first calls set up the kernels
+    space = TimedModelSpace(checkpoint)
+    cat = Catalogue(data, space)
+    return cat, {"encode_images_per_s": len(data) / space.seconds[0]}
+
+
+def measure_encoding_loop(checkpoint: Checkpoint, images: np.ndarray, batched_per_s: float) -> dict:
+    """One image per encode_images call, as a naive loop would: the rate and the batched speedup."""
+    model = checkpoint.model
+    ms = time_calls(lambda i: encode_images(model, images[i:i + 1]), list(range(len(images))))
+    per_s = 1e3 / ms.mean()
+    return {"encode_speedup_vs_loop": batched_per_s / per_s, "encode_loop_images_per_s": per_s}
+
+
+def measure_threads(checkpoint: Checkpoint, images: np.ndarray, batch: np.ndarray | None = None) -> dict:
+    """Single-image encode and decode (what an upload, an invariant query and a slider move cost)
+    with torch's default thread count and with one thread; with ``batch``, the batched rate too."""
+    model, default = checkpoint.model, torch.get_num_threads()
+    latents = encode_images(model, images)  # (n, d): points to decode, one at a time
+    out: dict = {"torch_threads_default": default}
+    for label, n in ((f"{default}_threads", default), ("1_thread", 1)):
+        with torch_threads(n):
+            enc = time_calls(lambda i: encode_images(model, images[i:i + 1]), list(range(len(images))))
+            dec = time_calls(lambda i: decode_latents(model, latents[i]), list(range(len(latents))))
+            out[f"encode_one_ms_p50_{label}"], out[f"encode_one_ms_p95_{label}"] = p50(enc), p95(enc)
+            out[f"decode_one_ms_p50_{label}"], out[f"decode_one_ms_p95_{label}"] = p50(dec), p95(dec)
+            if batch is not None:
+                start = time.perf_counter()
+                encode_images(model, batch)
+                out[f"encode_images_per_s_{label}"] = len(batch) / (time.perf_counter() - start)
+    return out
+
+
+# --- neighbour search ---------------------------------------------------------------------------
+
+def measure_search(cat: Catalogue, n_queries: int, n_invariant: int, seed: int = 1) -> dict:
+    """The map page's queries at the catalogue's size: a click (plain and invariant) on random rows."""
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(cat), size=n_queries, replace=False)
+    clicks = time_calls(lambda r: cat.query_rows([r], K), list(rows))
+    bare = time_calls(lambda r: cat.index.query(cat.vectors[r], K), list(rows))
+    some = list(rows[:n_invariant])
+    invariant = time_calls(lambda r: cat.query_images(cat.data.images[r], K, invariant=True), some)
+    views = time_calls(lambda r: cat.embed_views(cat.data.images[r][None]), some)
+    return {"knn_ms_p50": p50(clicks), "knn_ms_p95": p95(clicks), "knn_index_only_ms_p50": p50(bare),
+            "knn_invariant_ms_p50": p50(invariant), "knn_invariant_ms_p95": p95(invariant),
+            "knn_invariant_encode_views_ms_p50": p50(views), "knn_method": cat.index.method}
+
+
+def measure_million(latents: np.ndarray, n_queries: int, n_recall: int, seed: int = 4) -> dict:
+    """The index the app would build over 1,000,000 latents like these: build, query, recall@10."""
+    big = drawn_like(latents, MILLION, seed)
+    start = time.perf_counter()
+    index = NeighbourIndex(big)
+    build_s = time.perf_counter() - start
+    queries = drawn_like(latents, n_queries, seed + 1)
+    ms = time_calls(lambda q: index.query(q, K), list(queries))
+    check = queries[:n_recall]
+    _, exact = knn(check, big, 10, chunk=8)  # independent brute force over all 1M rows
+    got = index.query(check, 10).indices
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact)])
+    return {"knn_1m_ms_p50": p50(ms), "knn_1m_ms_p95": p95(ms), "knn_1m_recall_at_10": float(recall),
+            "knn_1m_build_s": build_s, "knn_1m_method": index.method}
+
+
+def measure_other_spaces(data: GalaxyData, n_queries: int, seed: int = 6) -> dict:
+    """Exact queries where the index falls back to brute force: a 64-D latent (the seed dense
+    autoencoder's width; Gaussian latents at Galaxy10 size) and raw pixels (12,288-D, ``data``)."""
+    rng = np.random.default_rng(seed)
+    wide = rng.normal(size=(GALAXY10 + n_queries, 64)).astype(np.float32)
+    index = NeighbourIndex(wide[:GALAXY10])
+    out = {"knn_64d_ms_p50": p50(time_calls(lambda q: index.query(q, K), list(wide[GALAXY10:])))}
+    views = wide[GALAXY10:GALAXY10 + 8]
+    out["knn_64d_invariant_search_ms_p50"] = p50(time_calls(lambda _: index.query_views(views, K), [0] * n_queries))
+    feats = pixel_features(data.images)  # (N, 12288) float32
+    index = NeighbourIndex(feats)
+    rows = list(rng.choice(len(data), size=min(30, len(data)), replace=False))
+    out["knn_pixel_ms_p50"] = p50(time_calls(lambda r: index.query(feats[r], K), rows, warmup=2))
+    out["knn_pixel_rows"] = len(data)
+    return out
+
+
+# --- training -----------------------------------------------------------------------------------
+
+def measure_epoch(checkpoint: Checkpoint, data: GalaxyData, seed: int = 0) -> dict:
+    """One epoch of the improved VAE (``checkpoint``'s architecture when it is one) over all of
+    ``data``, through train.fit. A few percent are held out only because fit validates."""
+    from galaxy_vae.models import build_model, model_name
+    from galaxy_vae.train import default_config, fit
+
+    name = model_name(checkpoint.model)
+    config = checkpoint.meta.get("config") if name == "galaxy_vae" else {"n_classes": len(data.class_names)}
+    torch.manual_seed(seed)
+    model = build_model("galaxy_vae", config)
+    _, val = stratified_split(data.labels, 0.04, seed)
+    result = fit(model, data, data.take(val), default_config("galaxy_vae", epochs=1, seed=seed), progress=False)
+    return {"epoch_s": result.history[0]["seconds"], "epoch_images": len(data),
+            "epoch_model": "galaxy_vae" + ("" if name == "galaxy_vae" else " (default config)")}
