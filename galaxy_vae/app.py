@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 import streamlit as st
+import torch
 
 from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
 from galaxy_vae.checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints, load_checkpoint
@@ -31,6 +32,23 @@ from galaxy_vae.quality import ClassExamples, head_confusion, quality_table as _
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff"]
 DEFAULT_DATASET = "gz1_sample.h5"
 TIMINGS_ENV = "GALAXY_VAE_TIMINGS"  # a JSONL file: pages append their server time (benchmarks)
+APP_TORCH_THREADS = 1  # torch threads per script run (see use_app_torch_threads)
+
+
+def use_app_torch_threads(n: int = APP_TORCH_THREADS) -> None:
+    """Run the app's models on ``n`` torch threads (called once, when the pages first import app).
+
+    Pages run models on one or a few images at a time (a slider move decodes one latent, the
+    invariant search encodes 8 views), where handing work to OpenMP threads costs more than the
+    work itself: on a busy 2-core machine one decode took 45-150 ms with torch's default 2 threads
+    and 3 ms with one (`python -m galaxy_vae bench`: decode_one_ms_p50_*). Results are
+    bit-identical. Concurrent sessions still use every core: each script run is its own thread,
+    and each new thread takes this setting.
+    """
+    torch.set_num_threads(n)
+
+
+use_app_torch_threads()
 
 
 def _stamp(path: Path) -> float:
