@@ -17,7 +17,10 @@ from typing import Sequence
 
 import numpy as np
 import streamlit as st
-import torch
+
+# Before torch loads OpenMP, so that every thread starts with one (see use_app_torch_threads).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
 
 from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
 from galaxy_vae.checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints, load_checkpoint
@@ -42,8 +45,12 @@ def use_app_torch_threads(n: int = APP_TORCH_THREADS) -> None:
     invariant search encodes 8 views), where handing work to OpenMP threads costs more than the
     work itself: on a busy 2-core machine one decode took 45-150 ms with torch's default 2 threads
     and 3 ms with one (`python -m galaxy_vae bench`: decode_one_ms_p50_*). Results are
-    bit-identical. Concurrent sessions still use every core: each script run is its own thread,
-    and each new thread takes this setting.
+    bit-identical. Concurrent sessions still use every core: each script run is its own thread.
+
+    Each script run being a new thread is also why OMP_NUM_THREADS=1 is set before torch loads:
+    without it, OpenMP regions in new threads still started teams of its default 2 (the process
+    held 6 OS threads instead of 2), and their idle workers, spinning, took the slider fragment
+    from 19 to 37 ms. A user's own OMP_NUM_THREADS is kept.
     """
     torch.set_num_threads(n)
 
