@@ -27,7 +27,7 @@ from galaxy_vae.checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints,
 from galaxy_vae.data import GALAXY10_SDSS_CLASSES, GalaxyData, model_view, open_for_search
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.fetch import data_dir
-from galaxy_vae.figures import latent_bounds, latent_grid_points, mosaic, png_bytes, png_data_uri, upscale
+from galaxy_vae.figures import latent_bounds, latent_grid_points, mosaic, png_bytes, png_data_uri, raster_map, upscale
 from galaxy_vae.framing import catalogue_extent
 from galaxy_vae.images import PreparedImage, prepare_upload
 from galaxy_vae.quality import ClassExamples, head_confusion, quality_table as _quality_rows, validation_examples
@@ -106,6 +106,14 @@ def _thumbnail_png(data_key: tuple, row: int, scale: int) -> bytes:
     return png_bytes(upscale(model_view(_load_data(*data_key).images[row]), scale))
 
 
+@st.cache_resource(max_entries=8)
+def _raster_map(data_key: tuple, ckpt_key: tuple) -> tuple[np.ndarray, tuple]:
+    cat = _model_catalogue(data_key, ckpt_key)
+    lo, hi = latent_bounds(cat.map_xy)
+    extent = (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]))
+    return raster_map(cat.map_xy, cat.data.labels, cat.data.class_names, extent), extent
+
+
 @dataclass(frozen=True)
 class Session:
     """What the sidebar selected: a dataset and a checkpoint, with cached views of both."""
@@ -132,6 +140,10 @@ class Session:
     def manifold(self, n: int) -> tuple[np.ndarray, str, tuple]:
         """Decoded n x n grid over the map: (mosaic uint8, PNG data URI, extent (x0, x1, y0, y1))."""
         return _manifold(self.data_key, self.ckpt_key, n)
+
+    def raster_map(self) -> tuple[np.ndarray, tuple]:
+        """Every galaxy drawn once as a small image, with its extent, for :func:`figures.mark_map`."""
+        return _raster_map(self.data_key, self.ckpt_key)
 
     def thumbnail_png(self, row: int, scale: int = 4) -> bytes:
         """PNG of catalogue galaxy ``row`` (central 64x64, upscaled ``scale`` times), cached."""

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from PIL import Image
+from PIL import Image, ImageDraw
 
 # Colour-blind-safe qualitative palette (CARTO "Safe"), assigned by class position and cycled.
 PALETTE = ("#88CCEE", "#CC6677", "#DDCC77", "#117733", "#332288", "#AA4499",
@@ -40,9 +40,13 @@ def class_colors(class_names: Sequence[str]) -> dict[str, str]:
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 -> PNG file contents (downloads, layout images)."""
+    """(H, W, 3) uint8 -> PNG file contents (display, downloads, layout images).
+
+    Compression level 1: half the time of PIL's default (1.9 vs 4 ms at 256x256, measured) for
+    ~20 % larger files, which matters on the generator's slider path.
+    """
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
@@ -217,30 +221,53 @@ def upscale(image: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(np.asarray(image), factor, axis=-3), factor, axis=-2)
 
 
-def small_latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                     point: np.ndarray, *, nearest: np.ndarray | None = None, height: int = 320,
-                     max_points: int | None = 4000, title: str | None = None) -> go.Figure:
-    """A compact map with ``point`` starred (the generator's current z), cheap enough to redraw on
-    every slider move: at most ``max_points`` faint galaxies (a fixed subset), no id hover.
-
-    ``nearest``: the (2,) latent of the nearest real galaxy, ringed.
+def raster_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+               extent: Sequence[float], size: int = 224) -> np.ndarray:
+    """Every galaxy as a class-coloured dot on a dark (size, size, 3) uint8 image over ``extent``
+    (x0, x1, y0, y1), z1 to the right and z2 up. Build it once per catalogue; :func:`mark_map` then
+    draws the generator's point on a copy in well under a millisecond, where a Plotly map costs
+    ~6 ms per slider move whatever its number of points.
     """
-    latents = np.asarray(latents)
-    traces = [_background_trace(latents, np.asarray(labels), class_names,
-                                _subsample(len(latents), max_points), 3, 0.35)]
+    x0, x1, y0, y1 = (float(v) for v in extent)
+    latents = np.asarray(latents, dtype=float)
+    col = np.round((latents[:, 0] - x0) / (x1 - x0) * (size - 1)).astype(int)
+    row = np.round((y1 - latents[:, 1]) / (y1 - y0) * (size - 1)).astype(int)
+    inside = (col >= 0) & (col < size) & (row >= 0) & (row < size)
+    palette = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in class_colors(class_names).values()],
+                       dtype=np.uint8)
+    image = np.full((size, size, 3), 18, dtype=np.uint8)
+    for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):  # 2x2 dots, later rows drawn over earlier ones
+        r, c = np.minimum(row[inside] + dr, size - 1), np.minimum(col[inside] + dc, size - 1)
+        image[r, c] = palette[np.asarray(labels)[inside] % len(palette)]
+    return image
+
+
+def mark_map(image: np.ndarray, extent: Sequence[float], point: Sequence[float],
+             nearest: Sequence[float] | None = None) -> np.ndarray:
+    """A copy of a :func:`raster_map` with ``point`` as a gold cross-hair and ``nearest`` ringed."""
+    x0, x1, y0, y1 = (float(v) for v in extent)
+    size = image.shape[0]
+
+    def pixel(z):
+        return ((float(z[0]) - x0) / (x1 - x0) * (size - 1), (y1 - float(z[1])) / (y1 - y0) * (size - 1))
+
+    out = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    draw = ImageDraw.Draw(out)
     if nearest is not None:
-        traces.append(_marker_trace(np.asarray(nearest, dtype=float).reshape(1, 2), "nearest galaxy",
-                                    "circle-open", 14, NEIGHBOUR_COLOR, ["nearest galaxy"]))
-    traces.append(_marker_trace(np.asarray(point, dtype=float).reshape(1, 2), "decoded point", "star",
-                                16, QUERY_COLOR, ["decoded point"]))
-    return _map_figure(traces, height, title, ("z₁", "z₂"), showlegend=False)
+        cx, cy = pixel(nearest)
+        draw.ellipse((cx - 7, cy - 7, cx + 7, cy + 7), outline=NEIGHBOUR_COLOR, width=2)
+    cx, cy = pixel(point)
+    draw.line((cx - 10, cy, cx + 10, cy), fill=QUERY_COLOR, width=2)
+    draw.line((cx, cy - 10, cx, cy + 10), fill=QUERY_COLOR, width=2)
+    return np.asarray(out)
 
 
 def interpolation_path(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
                        path: np.ndarray, nearest: np.ndarray, *, height: int = 360,
                        max_points: int | None = 4000, title: str | None = None) -> go.Figure:
     """A compact map with an interpolation path (T, 2) drawn step by step, and dotted links from
-    each step to the nearest real galaxy (T, 2). Background as in :func:`small_latent_map`."""
+    each step to the nearest real galaxy (T, 2). At most ``max_points`` faint galaxies (a fixed
+    subset) in one class-coloured trace: cheap enough to redraw on every change of the path."""
     latents, path, nearest = np.asarray(latents), np.asarray(path, dtype=float), np.asarray(nearest, dtype=float)
     assert path.ndim == 2 and path.shape == nearest.shape and path.shape[1] == 2, (path.shape, nearest.shape)
     traces = [_background_trace(latents, np.asarray(labels), class_names,

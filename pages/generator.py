@@ -5,7 +5,7 @@ import streamlit as st
 from galaxy_vae import app, generate
 from galaxy_vae.data import model_view
 from galaxy_vae.errors import GalaxyVAEError
-from galaxy_vae.figures import interpolation_path, png_bytes, selected_rows, small_latent_map
+from galaxy_vae.figures import interpolation_path, mark_map, png_bytes, selected_rows
 
 state = st.session_state
 
@@ -31,7 +31,7 @@ def _on_click() -> None:
 
 def show(point: generate.LatentPoints, caption: str, c: list) -> tuple:
     """The decoded point (PNG: crisp pixels) in column c[0], the nearest real galaxy in c[1]."""
-    image, row = app.upscale(cat.decode(point.latents)[0], scale), point.nearest[0]
+    image, row = png_bytes(app.upscale(cat.decode(point.latents)[0], scale)), point.nearest[0]
     c[0].image(image, caption=caption, output_format="PNG")
     c[1].image(session.thumbnail_png(row), caption=f"Nearest real galaxy: {describe(row, point.distances[0])}",
                output_format="PNG")  # already PNG: "auto" would re-encode it as JPEG
@@ -46,10 +46,11 @@ def free_decoding() -> None:
                             key=f"gen_z{i + 1}") for i in range(2))
         point, c = generate.map_point(cat, (x, y)), st.columns([1, 1, 1.4])
         image, row = show(point, f"Decoded at ({spec['format'][0] % x}, {spec['format'][1] % y})", c)
-        c[0].download_button("Decoded image (PNG)", lambda: png_bytes(image), file_name="decoded.png",
+        c[0].download_button("Decoded image (PNG)", image, file_name="decoded.png",
                              mime="image/png", key="gen_download_point", on_click="ignore")
-        c[2].plotly_chart(small_latent_map(cat.map_xy, data.labels, data.class_names, point.xy[0],
-                                           nearest=cat.map_xy[row], height=300, max_points=1000), key="gen_point_map")
+        base, extent = session.raster_map()  # every galaxy, drawn once; only the marks change
+        c[2].image(png_bytes(mark_map(base, extent, point.xy[0], cat.map_xy[row])), output_format="PNG",
+                   caption="The decoded point (+) and its nearest galaxy (o) on the map")
 
 
 @st.fragment

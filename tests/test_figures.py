@@ -109,15 +109,30 @@ def test_figures_upscale_is_crisp_nearest_neighbour(sample):
     assert figures.upscale(image, 1) is not image and np.array_equal(figures.upscale(image, 1), image)
 
 
-def test_figures_small_maps_and_path(sample, sample_map):
-    small = figures.small_latent_map(sample_map, sample.labels, sample.class_names, sample_map[5],
-                                     nearest=sample_map[6], max_points=1000)
-    background = galaxy_traces(small)
-    assert len(background) == 1 and len(background[0].customdata) == 1000
-    cd = np.asarray(background[0].customdata)
-    np.testing.assert_array_equal(np.asarray(background[0].marker.color), sample.labels[cd])
-    assert [t.name for t in small.data[1:]] == ["nearest galaxy", "decoded point"]
-    assert_valid(small)
+def test_figures_raster_map_places_galaxies_and_marks_the_point(sample, sample_map):
+    lo, hi = figures.latent_bounds(sample_map)
+    extent = (lo[0], hi[0], lo[1], hi[1])
+    base = figures.raster_map(sample_map, sample.labels, sample.class_names, extent, size=200)
+    assert base.shape == (200, 200, 3) and base.dtype == np.uint8
+    # every galaxy is a non-background dot where its latent falls; the last drawn keeps its colour
+    cols = np.round((sample_map[:, 0] - lo[0]) / (hi[0] - lo[0]) * 199).astype(int)
+    rows = np.round((hi[1] - sample_map[:, 1]) / (hi[1] - lo[1]) * 199).astype(int)
+    assert (base[rows, cols] != 18).any(axis=1).all()
+    last = len(sample_map) - 1
+    colour = figures.class_colors(sample.class_names)[sample.class_names[sample.labels[last]]]
+    assert tuple(base[rows[last], cols[last]]) == tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    assert (base == 18).all(axis=2).mean() > 0.5  # mostly dark sky
+    marked = figures.mark_map(base, extent, sample_map[5], nearest=sample_map[6])
+    assert marked.shape == base.shape and not np.array_equal(marked, base)
+    assert np.array_equal(figures.raster_map(sample_map, sample.labels, sample.class_names, extent, size=200), base)
+    # the cross-hair is centred on the point: gold pixels around its position
+    cx = int(round((sample_map[5, 0] - lo[0]) / (hi[0] - lo[0]) * 199))
+    cy = int(round((hi[1] - sample_map[5, 1]) / (hi[1] - lo[1]) * 199))
+    patch = marked[max(cy - 3, 0):cy + 4, max(cx - 3, 0):cx + 4].reshape(-1, 3)
+    assert any(tuple(p) == (255, 215, 0) for p in patch)
+
+
+def test_figures_interpolation_path(sample, sample_map):
     path = np.linspace(sample_map[0], sample_map[1], 6)
     fig = figures.interpolation_path(sample_map, sample.labels, sample.class_names, path, sample_map[10:16])
     by_name = {t.name: t for t in fig.data}

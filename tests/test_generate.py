@@ -188,7 +188,7 @@ def test_generate_gif_has_one_frame_per_step(sample):
 
 
 def test_generate_display_scale():
-    assert generate.display_scale(64) == 4 and generate.display_scale(32) == 8
+    assert generate.display_scale(64) == 3 and generate.display_scale(32) == 6
     assert generate.display_scale(640, 256) == 1
 
 

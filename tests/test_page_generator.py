@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT
 from galaxy_vae import app, generate
 from galaxy_vae.checkpoints import CHECKPOINT_DIR, list_checkpoints, save_checkpoint
+from galaxy_vae.figures import png_bytes
 from galaxy_vae.models import build_model
 
 PAGE = str(ROOT / "pages" / "generator.py")
@@ -24,11 +25,11 @@ SHIPPED = [p.name for p in list_checkpoints(CHECKPOINT_DIR) if not p.name.starts
 
 
 def shown_url(image: np.ndarray) -> str:
-    """The URL st.image gives ``image`` (as the page shows decoded galaxies, PNG)."""
-    def script(img):
+    """The URL st.image gives ``image`` shown as the page shows decoded galaxies (figures.png_bytes)."""
+    def script(png):
         import streamlit as st
-        st.image(img, output_format="PNG")
-    return AppTest.from_function(script, args=(image,)).run().image[0].value[0]
+        st.image(png, output_format="PNG")
+    return AppTest.from_function(script, args=(png_bytes(image),)).run().image[0].value[0]
 
 
 def image_url(at: AppTest, caption_start: str) -> str:
