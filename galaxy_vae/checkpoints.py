@@ -63,17 +63,23 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
     meta = {**meta, "model": model_name(model), "config": config_dict(model), "format": FORMAT}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name beside the target (not mkstemp, whose 0600 would make the file private), so
-    # the checkpoint gets the usual umask permissions.
+    # A fresh, unguessable name beside the target, renamed into place once complete.
     tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
         save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes 0600; a checkpoint is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     log.info("saved %s (%s, %.1f MB)", path, meta["model"], path.stat().st_size / 1e6)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _describe_foreign(head: bytes) -> str:
