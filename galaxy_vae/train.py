@@ -211,14 +211,27 @@ def fit(model: nn.Module, train: GalaxyData, val: GalaxyData, cfg: TrainConfig,
             retrieval = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
             record.update(validate(model, x_val, y_val, x_train, y_train, cfg, weights, pairs, retrieval, device))
             result.history.append(record)
-            log.info("epoch %d/%d %.1fs %s", epoch, cfg.epochs, record["seconds"],
-                     " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith("val_")))
+            summary = _epoch_summary(record, cfg.epochs)
+            if progress:
+                tqdm.write(summary)  # one line per epoch above the bar: the validation metrics
+            log.info("%s", summary)
     except KeyboardInterrupt:
         result.interrupted = True
         log.warning("interrupted after %d finished epoch(s)", len(result.history))
     model.eval().cpu()
     result.seconds = time.perf_counter() - start
     return result
+
+
+SUMMARY_KEYS = ("loss", "mse", "kl", "cls", "macro_precision_at_10")  # shown per epoch when present
+
+
+def _epoch_summary(record: dict, epochs: int) -> str:
+    """'epoch 3/40 6.1s train loss=.. | val loss=.. mse=.. macro_precision_at_10=..'."""
+    def part(prefix: str) -> str:
+        return " ".join(f"{k}={record[prefix + k]:.4g}" for k in SUMMARY_KEYS if prefix + k in record)
+
+    return f"epoch {record['epoch']}/{epochs} {record['seconds']:.1f}s train {part('train_')} | val {part('val_')}"
 
 
 # --- from a dataset file to a checkpoint --------------------------------------------------------

@@ -121,6 +121,19 @@ def test_train_cli_writes_a_checkpoint_with_its_command(tiny_h5, tmp_path, capsy
     assert 0 <= meta["metrics"]["macro_precision_at_10"] <= 1
 
 
+def test_train_cli_prints_validation_metrics_every_epoch(tiny_h5, tmp_path, capsys):
+    """Without --quiet, each finished epoch leaves one line with its train and validation figures."""
+    out = tmp_path / "vae.safetensors"
+    assert cli.main(["train", "--model", "conv_vae", "--data", str(tiny_h5), "--epochs", "2",
+                     "--batch-size", "64", "--out", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    history = load_checkpoint(out).meta["history"]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    for line, record in zip(lines, history):
+        assert f"| val loss={record['val_loss']:.4g} " in line
+        assert f"macro_precision_at_10={record['val_macro_precision_at_10']:.4g}" in line
+
+
 def test_train_ctrl_c_leaves_a_usable_checkpoint(tiny_h5, tmp_path, monkeypatch, capsys):
     import galaxy_vae.train as train_module
 
