@@ -25,6 +25,7 @@ from galaxy_vae.framing import catalogue_extent, measure_extents
 from galaxy_vae.images import prepare_upload
 from galaxy_vae.models import build_model
 from galaxy_vae.search import knn
+from uploads import padded_png
 
 META_NAMES = ["E", "S-cw", "S-acw", "Edge", "?", "Merger"]  # distinct from the data's, to see which is used
 
@@ -242,17 +243,6 @@ def test_lookalikes_page_params_round_trip_and_refuse_bad_values():
 
 
 # --- automatic framing recovers a catalogue galaxy padded into a larger frame --------------------
-
-def padded_png(cutout: np.ndarray, factor: int = 3) -> bytes:
-    """The 69x69 cutout in the middle of a black frame ``factor`` times wider, as a PNG."""
-    side = cutout.shape[0] * factor
-    frame = np.zeros((side, side, 3), dtype=np.uint8)
-    off = (side - cutout.shape[0]) // 2
-    frame[off:off + cutout.shape[0], off:off + cutout.shape[1]] = cutout
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="PNG")
-    return buf.getvalue()
-
 
 @pytest.fixture(scope="module")
 def typical_rows(sample):

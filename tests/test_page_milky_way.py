@@ -11,12 +11,10 @@ from a hash of the encoded bytes: equal URL <=> equal image.
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
@@ -26,7 +24,7 @@ from galaxy_vae.checkpoints import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, list_chec
 from galaxy_vae.framing import catalogue_extent, measure_extents
 from galaxy_vae.images import prepare_upload
 from galaxy_vae.models import build_model
-from uploads import BAD_UPLOADS, galaxy_jpeg
+from uploads import BAD_UPLOADS, galaxy_jpeg, padded_png
 
 PAGE = str(ROOT / "pages" / "milky_way.py")
 VAE, DENSE = "galaxy_vae_seeded.safetensors", "dense_64d.safetensors"
@@ -89,17 +87,6 @@ def answer_text(at: AppTest) -> str:
 
 def urls(at: AppTest, start: str) -> list[str]:
     return [img.value[i] for img in at.image for i, c in enumerate(img.captions) if c.startswith(start)]
-
-
-def padded_png(cutout: np.ndarray, factor: int = 3) -> bytes:
-    """The 69x69 cutout in the middle of a black frame ``factor`` times wider, as a PNG."""
-    side = cutout.shape[0] * factor
-    frame = np.zeros((side, side, 3), dtype=np.uint8)
-    off = (side - cutout.shape[0]) // 2
-    frame[off:off + cutout.shape[0], off:off + cutout.shape[1]] = cutout
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def test_page_milky_way_renders_on_the_milky_way(at, sample):

@@ -32,6 +32,15 @@ def _save(img: Image.Image, fmt: str, **kwargs) -> bytes:
     return buf.getvalue()
 
 
+def padded_png(cutout: np.ndarray, factor: int = 3) -> bytes:
+    """The 69x69 cutout in the middle of a black frame ``factor`` times wider, as a PNG."""
+    side = cutout.shape[0] * factor
+    frame = np.zeros((side, side, 3), dtype=np.uint8)
+    off = (side - cutout.shape[0]) // 2
+    frame[off:off + cutout.shape[0], off:off + cutout.shape[1]] = cutout
+    return _save(Image.fromarray(frame), "PNG")
+
+
 def png_bomb(width: int = 60_000, height: int = 60_000) -> bytes:
     """A tiny PNG whose header claims width x height pixels (3.6 gigapixels by default)."""
     small = bytearray(_save(Image.new("L", (1, 1)), "PNG"))
