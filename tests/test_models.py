@@ -112,3 +112,27 @@ def test_models_registry_refuses_unknown_names_and_fields():
         build_model("resnet")
     with pytest.raises(KeyError, match="no field"):
         build_model("galaxy_vae", {"width": 3})
+
+
+def test_models_galaxy_vae_inference_folds_batchnorm_and_follows_weight_changes(sample):
+    """Under inference mode the conv stacks run with BatchNorm folded in: the same latents and
+    images as the plain stacks (to float rounding), and new weights are never served stale."""
+    torch.manual_seed(0)
+    model = GalaxyVAE()
+    x = to_input(sample.images[:64], model)
+    model.train()(x)  # one training pass, so the running statistics are not the identity
+    model.eval()
+
+    mu, img = model.encode(x).detach(), model.decode(torch.zeros(4, 2)).detach()  # with gradients: plain
+    assert not model._folded
+    with torch.inference_mode():
+        mu_f, img_f = model.encode(x), model.decode(torch.zeros(4, 2))
+    assert set(model._folded) == {"encoder", "decoder"}
+    torch.testing.assert_close(mu_f, mu, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(img_f, img, atol=1e-5, rtol=1e-4)
+    other = GalaxyVAE()
+    model.load_state_dict(other.state_dict())  # new weights copied in place
+    other.eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(model.encode(x), other.encode(x))
+        torch.testing.assert_close(model.decode(torch.zeros(4, 2)), other.decode(torch.zeros(4, 2)))
