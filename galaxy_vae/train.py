@@ -143,6 +143,7 @@ def _as_uint8_tensor(images: np.ndarray, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+@torch.inference_mode()
 def validate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, x_train: torch.Tensor,
              y_train: torch.Tensor, cfg: TrainConfig, class_weights, pairs, retrieval: bool,
              device: torch.device, batch_size: int = 1024) -> dict[str, float]:
