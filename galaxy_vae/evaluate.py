@@ -42,8 +42,12 @@ def precision_at_k(query_z: np.ndarray, query_y: np.ndarray, base_z: np.ndarray,
     query_z (Q, d), base_z (N, d); a query's precision is the fraction of its k neighbours with
     its label. Macro averages the per-class means over the classes present among the queries.
     """
-    query_y, base_y = np.asarray(query_y), np.asarray(base_y)
     _, idx = knn(query_z, base_z, k)  # (Q, k) rows of base
+    return _precision_of(idx, np.asarray(query_y), np.asarray(base_y))
+
+
+def _precision_of(idx: np.ndarray, query_y: np.ndarray, base_y: np.ndarray) -> tuple[float, float, dict[int, float]]:
+    """precision_at_k's figures from the neighbours' rows ``idx`` (Q, k)."""
     hits = (base_y[idx] == query_y[:, None]).mean(axis=1)  # (Q,)
     per_class = {int(c): float(hits[query_y == c].mean()) for c in np.unique(query_y)}
     return float(hits.mean()), float(np.mean(list(per_class.values()))), per_class
@@ -52,12 +56,14 @@ def precision_at_k(query_z: np.ndarray, query_y: np.ndarray, base_z: np.ndarray,
 def retrieval_metrics(query_z: np.ndarray, query_y: np.ndarray, base_z: np.ndarray, base_y: np.ndarray,
                       pairs: Sequence[Sequence[int]], prefix: str = "", k: int = K,
                       class_names: Sequence[str] | None = None) -> dict:
-    """Strict and morphology-level precision@k as a flat dict of ``{prefix}precision_at_{k}`` etc."""
-    p, macro, per_class = precision_at_k(query_z, query_y, base_z, base_y, k)
+    """Strict and morphology-level precision@k as a flat dict of ``{prefix}precision_at_{k}`` etc.
+    One neighbour search serves both: only the labels compared differ."""
+    query_y, base_y = np.asarray(query_y), np.asarray(base_y)
+    _, idx = knn(query_z, base_z, k)  # (Q, k) rows of base
+    p, macro, per_class = _precision_of(idx, query_y, base_y)
     out = {f"{prefix}precision_at_{k}": p, f"{prefix}macro_precision_at_{k}": macro}
     if pairs:
-        p_m, macro_m, _ = precision_at_k(query_z, morphology_labels(query_y, pairs),
-                                         base_z, morphology_labels(base_y, pairs), k)
+        p_m, macro_m, _ = _precision_of(idx, morphology_labels(query_y, pairs), morphology_labels(base_y, pairs))
     else:
         p_m, macro_m = p, macro
     out[f"{prefix}precision_at_{k}_morph"] = p_m
