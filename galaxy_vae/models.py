@@ -181,7 +181,7 @@ class GalaxyVAEConfig:
     latent_dim: int = 2  # 2-D, so the app's map is the latent itself
     n_classes: int = 6  # class-head outputs, one per class of the training set
     channels: tuple[int, ...] = (8, 16, 32, 64)  # one stride-2 4x4 conv per stage: 64 -> 4 px
-    dec_channels: tuple[int, ...] = (64, 32, 16, 8)  # decoder stages, 4 -> 64 px
+    dec_channels: tuple[int, ...] = (128, 64, 32, 16)  # decoder stages, 4 -> 64 px (wider: sharper images)
     hidden: int = 128  # width of the fully connected layer on each side of the latent
     head_hidden: int = 32  # class head: latent -> hidden -> classes (0 = a linear head)
 

@@ -51,7 +51,7 @@ class TrainConfig:
     warmup: float = 0.05  # fraction of steps spent warming the learning rate up
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     beta: float = 1.0  # weight of the KL term (VAEs)
-    class_weight: float = 200.0  # weight of the class head's cross-entropy: the map separates classes
+    class_weight: float = 30.0  # weight of the class head's cross-entropy: the map separates classes
     class_balance: float = 1.0  # class weights (1/count)**this: 0 = plain CE, 1 = fully balanced
     augment: bool = True  # a random rotation/flip of every image at every step
     chirality_pairs: list | None = None  # mirror-image class pairs; None = found from class names
