@@ -1,0 +1,128 @@
+"""Checkpoints: exact round trips, code never runs on load, clear errors, the shipped files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from galaxy_vae.checkpoints import (CHECKPOINT_DIR, DEFAULT_CHECKPOINT, dataset_for, list_checkpoints,
+                                    load_checkpoint, read_meta, save_checkpoint)
+from galaxy_vae.embed import to_input
+from galaxy_vae.errors import CheckpointError
+from galaxy_vae.models import MODELS, build_model
+
+SHIPPED = ["galaxy_vae.safetensors", "seed_conv_vae.safetensors", "seed_dense_ae.safetensors"]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_checkpoints_save_then_load_reproduces_outputs_bit_for_bit(name, sample, tmp_path):
+    torch.manual_seed(3)
+    model = build_model(name)
+    with torch.no_grad():  # move BatchNorm running stats off their defaults, so they must be saved too
+        model.train()(to_input(sample.images[:64], model))
+    model.eval()
+    meta = {"class_names": list(sample.class_names), "split_seed": 0, "history": [{"epoch": 1, "loss": 1.5}]}
+    path = save_checkpoint(tmp_path / f"{name}.safetensors", model, meta)
+    ckpt = load_checkpoint(path)
+    assert ckpt.name == name and ckpt.path == path and not ckpt.model.training
+    assert ckpt.meta["history"] == meta["history"] and ckpt.meta["config"]
+    x = to_input(sample.images[:16], model)
+    with torch.no_grad():
+        before, after = model(x), ckpt.model(x)
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    assert [p.name for p in tmp_path.iterdir()] == [f"{name}.safetensors"]  # no temporary file left
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, "w")``: proof that a loader executed code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoints_refuse_a_malicious_pickle_without_running_it(tmp_path):
+    marker = tmp_path / "code-ran"
+    raw = tmp_path / "evil.safetensors"  # a misleading name does not help it
+    raw.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}))
+    archive = tmp_path / "evil.pt"
+    with zipfile.ZipFile(archive, "w") as z:  # the layout torch.save writes: a pickle inside a zip
+        z.writestr("archive/data.pkl", pickle.dumps(_Payload(marker)))
+    for path, kind in ((raw, "pickle"), (archive, "zip")):
+        with pytest.raises(CheckpointError, match=kind) as info:
+            load_checkpoint(path)
+        assert "safetensors" in info.value.expected
+    assert not marker.exists()
+    pickle.loads(raw.read_bytes())  # the payload is live: unpickling it does create the marker
+    assert marker.exists()
+
+
+def test_checkpoints_shape_mismatch_names_expected_and_found(tmp_path):
+    model = build_model("galaxy_vae")
+    path = save_checkpoint(tmp_path / "a.safetensors", model, {})
+    meta = read_meta(path)
+    meta["config"]["latent_dim"] = 3  # the weights are for a 2-D latent
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    bad = tmp_path / "b.safetensors"
+    save_file(tensors, str(bad), metadata={"galaxy_vae": json.dumps(meta)})
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    assert "fc_mu.weight (2, 128) instead of (3, 128)" in info.value.found
+    assert "GalaxyVAE" in info.value.expected
+
+
+def test_checkpoints_refuse_missing_files_foreign_metadata_and_unknown_models(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "none.safetensors")
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(CheckpointError, match="metadata"):
+        load_checkpoint(plain)
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other), metadata={"galaxy_vae": json.dumps({"model": "unet"})})
+    with pytest.raises(CheckpointError, match="unet"):
+        load_checkpoint(other)
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(DEFAULT_CHECKPOINT.read_bytes()[:200])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(truncated)
+
+
+def test_checkpoints_dataset_for_refuses_other_classes(sample):
+    meta = {"model": "galaxy_vae", "class_names": ["Disk", "Smooth"], "dataset": "Galaxy10.h5"}
+    with pytest.raises(CheckpointError) as info:
+        dataset_for(meta, sample)
+    assert "Elliptical" in info.value.found and "Galaxy10.h5" in info.value.fix
+    assert dataset_for({"class_names": list(sample.class_names)}, sample) is sample
+
+
+@pytest.mark.parametrize("filename", SHIPPED)
+def test_checkpoints_shipped_files_load_with_their_provenance(filename, sample):
+    path = CHECKPOINT_DIR / filename
+    assert path.stat().st_size < 10 * 1024 * 1024
+    ckpt = load_checkpoint(path)
+    meta = ckpt.meta
+    for key in ("model", "config", "dataset", "dataset_sha256", "class_names", "split_seed", "val_fraction",
+                "metrics", "history", "versions", "command", "train_config"):
+        assert key in meta, key
+    assert meta["class_names"] == list(sample.class_names) and not meta["interrupted"]
+    assert len(meta["history"]) == meta["train_config"]["epochs"]
+    assert meta["command"].startswith("python -m galaxy_vae train --model " + ckpt.name)
+    assert os.stat(path).st_mode & 0o044  # readable by others, not private to its writer
+
+
+def test_checkpoints_default_is_the_improved_vae_and_listed_first():
+    assert DEFAULT_CHECKPOINT == CHECKPOINT_DIR / "galaxy_vae.safetensors"
+    assert load_checkpoint().name == "galaxy_vae"
+    found = list_checkpoints()
+    assert found[0] == DEFAULT_CHECKPOINT
+    assert {p.name for p in found} >= set(SHIPPED)
