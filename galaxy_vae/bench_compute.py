@@ -6,7 +6,7 @@ Galaxy10 size (21,785 galaxies). A smaller dataset (the offline sample) is *tile
 still a real galaxy of the same class, and the model places it elsewhere, so the tiles do not pile
 up on one latent -- with ids made unique.
 
-    encode_images_per_s      encode_images over the whole tiled catalogue (the app's batches of 1024)
+    encode_images_per_s      encode_images over the whole tiled catalogue (the app's batches of embed.BATCH)
     encode_speedup_vs_loop   that rate over the rate of encode_images called on one image at a time
     knn_ms_p50 / _p95        Catalogue.query_rows([row], 12): the map page's click (itself excluded)
     knn_invariant_ms_p50     Catalogue.query_images(cutout, 12, invariant=True): its 8 views encoded,

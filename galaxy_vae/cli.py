@@ -211,14 +211,14 @@ def cmd_embed(args) -> int:
 
     from galaxy_vae.checkpoints import DEFAULT_CHECKPOINT, dataset_for, load_checkpoint
     from galaxy_vae.data import open_dataset
-    from galaxy_vae.embed import encode_images
+    from galaxy_vae.embed import BATCH, encode_images
 
     if args.out.suffix.lower() not in (".csv", ".npy"):
         print(f"error: --out must end in .csv or .npy, not {args.out.name!r}", file=sys.stderr)
         return 2
     ckpt = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT)
     data = dataset_for(ckpt.meta, open_dataset(args.data))
-    z = encode_images(ckpt.model, data.images, batch_size=args.batch_size, progress=True)
+    z = encode_images(ckpt.model, data.images, batch_size=args.batch_size or BATCH, progress=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix.lower() == ".npy":
         np.save(args.out, z)  # (N, d) float32, rows in dataset order
@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the improved VAE)")
     p.add_argument("--data", type=Path, required=True, help="dataset (HDF5)")
     p.add_argument("--out", type=Path, required=True, help=".csv (id,label,z0,z1,...) or .npy (N x d float32)")
-    p.add_argument("--batch-size", type=int, default=1024, help="images per batch")
+    p.add_argument("--batch-size", type=int, default=None, help="images per model call (default: embed.BATCH, 256)")
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("bench", help="measure the performance table (encoding, search, pages, memory) on this machine")

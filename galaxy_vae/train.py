@@ -36,7 +36,7 @@ import galaxy_vae
 from galaxy_vae.checkpoints import save_checkpoint
 from galaxy_vae.data import (GalaxyData, file_sha256, model_view, open_dataset, open_for_search, select_classes,
                              stratified_split)
-from galaxy_vae.embed import CROP, chirality_pairs, mirror_label_map
+from galaxy_vae.embed import BATCH, CROP, chirality_pairs, mirror_label_map
 from galaxy_vae.evaluate import evaluate_model, retrieval_metrics
 from galaxy_vae.models import build_model
 
@@ -146,7 +146,7 @@ def _as_uint8_tensor(images: np.ndarray, size: int) -> torch.Tensor:
 @torch.inference_mode()
 def validate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, x_train: torch.Tensor,
              y_train: torch.Tensor, cfg: TrainConfig, class_weights, pairs, retrieval: bool,
-             device: torch.device, batch_size: int = 1024) -> dict[str, float]:
+             device: torch.device, batch_size: int = BATCH) -> dict[str, float]:
     """Validation loss terms (deterministic: decoded from mu) and, if asked, precision@10."""
     model.eval()
     sums: dict[str, float] = {}
