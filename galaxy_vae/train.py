@@ -193,10 +193,10 @@ def fit(model: nn.Module, train: GalaxyData, val: GalaxyData, cfg: TrainConfig,
                        disable=not progress, leave=False, dynamic_ncols=True)
             for i in bar:
                 rows = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                x, y = x_train[rows].float().div_(255.0), y_train[rows]
-                if cfg.augment:
+                x, y = x_train[rows], y_train[rows]
+                if cfg.augment:  # on the uint8 batch: a pixel permutation, a quarter of the bytes of float
                     x, y = augment(x, y, mirror, gen)
-                x, y = x.to(device), y.to(device)
+                x, y = x.to(device).float().div_(255.0), y.to(device)
                 terms = compute_losses(model, model(x, generator=noise), x, y, cfg, weights)
                 opt.zero_grad(set_to_none=True)
                 terms["loss"].backward()
