@@ -57,9 +57,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
     """Write ``model``'s weights and ``meta`` (JSON-ready) atomically; returns the path.
 
     ``model`` and ``config`` in the metadata always describe ``model`` itself. The file is
-    written beside its target and renamed into place, so a reader never sees half a file.
+    written beside its target and renamed into place, so a reader never sees half a file. A path
+    not ending in ``.safetensors`` gets that suffix, so the app and ``list_checkpoints`` find it.
     """
     path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
     meta = {**meta, "model": model_name(model), "config": config_dict(model), "format": FORMAT}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,13 @@ def test_checkpoints_save_then_load_reproduces_outputs_bit_for_bit(name, sample,
     assert [p.name for p in tmp_path.iterdir()] == [f"{name}.safetensors"]  # no temporary file left
 
 
+def test_checkpoints_saved_without_the_suffix_get_it_and_are_listed(tmp_path):
+    """`train --out checkpoints/mine` must give a file the app's checkpoint selector lists."""
+    path = save_checkpoint(tmp_path / "mine", build_model("conv_vae"), {"class_names": list("abcdef")})
+    assert path == tmp_path / "mine.safetensors" and path.is_file()
+    assert list_checkpoints(tmp_path) == [path] and load_checkpoint(path).name == "conv_vae"
+
+
 class _Payload:
     """Unpickling this runs ``open(marker, "w")``: proof that a loader executed code."""
 
