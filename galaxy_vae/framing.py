@@ -52,7 +52,7 @@ MEASURE_SIDE = 138  # larger pictures are block-averaged to >= this side before 
 BIN = 0.25  # px: radial bin of the growth curve (interpolated within a bin)
 SAMPLE_IMAGES = 2000  # catalogue_extent measures this many evenly spaced galaxies by default
 CHUNK = 256  # images per vectorised block: (256, 69, 69) float64 arrays of ~10 MB
-CENTRED = 0.03  # a core this close to the picture's centre (fraction of its side) counts as centred
+CENTRED = 0.08  # a core this close to the picture's centre (share of the frame's side) counts as centred
 ZOOM_LIMIT = 8.0  # framing never magnifies or shrinks a picture by more than this
 MIN_FRAME = 16  # px: the smallest crop framing will take from a picture
 CENTRE_STEPS = 3  # re-centring steps of each stage of _core_centres (converged to < 0.1 px)
@@ -324,17 +324,20 @@ def catalogue_extent(images: np.ndarray, max_images: int | None = SAMPLE_IMAGES)
     return float(np.median(fractions))
 
 
-def _framing_centre(core: tuple[float, float], size: tuple[int, int]) -> tuple[float, float]:
-    """Where to centre the frame: the picture's own centre when the galaxy's core lies within
-    CENTRED of it, else the core.
+def _framing_centre(core: tuple[float, float], size: tuple[int, int], side: float) -> tuple[float, float]:
+    """Where to centre a frame of ``side`` px: the picture's own centre when the galaxy's core lies
+    within CENTRED of that side from it, else the core.
 
     Catalogue cutouts, and most photos, are centred on their galaxy. Re-centring those on the
     measured core (noisy by a pixel or two) shifts them, and latent similarity is sensitive to
-    such shifts: a catalogue galaxy padded into a 3x frame came back as its own nearest
-    neighbour in the 2-D latent for 5 of 20 galaxies with re-centring, 20 of 20 without.
+    such shifts: of 40 typical catalogue galaxies padded into 3x frames, 10 came back as their own
+    nearest neighbour in the 2-D latent with re-centring, 39 with this rule (measured cores lie a
+    median 0.9 px, at most 10.6 px, from the true centre; 0.08 of a 69 px frame is 5.5 px). The
+    tolerance is a share of the frame taken, not of the picture, so a galaxy off the centre of a
+    large picture (a small frame out of it) is still re-centred.
     """
     centre = (size[0] / 2, size[1] / 2)
-    near = all(abs(c - m) <= CENTRED * min(size) for c, m in zip(core, centre))
+    near = all(abs(c - m) <= CENTRED * side for c, m in zip(core, centre))
     return centre if near else core
 
 
@@ -358,7 +361,7 @@ def frame_to(img: Image.Image | np.ndarray, target_fraction: float) -> Framing:
     wanted = before.radius / target_fraction  # side of the square that puts the galaxy at target
     side = float(np.clip(wanted, max(MIN_FRAME, short / ZOOM_LIMIT), short * ZOOM_LIMIT))
     side_px = max(1, round(side))
-    centre = _framing_centre(before.centre, pil.size)
+    centre = _framing_centre(before.centre, pil.size, side_px)
     left = round(centre[0] - side_px / 2)
     top = round(centre[1] - side_px / 2)
     box = (left, top, left + side_px, top + side_px)

@@ -135,6 +135,12 @@ def test_framing_recentres_an_off_centre_galaxy(sample, extents, typical):
     assert abs((x0 + x1) / 2 - 64.5) <= 2 and abs((y0 + y1) / 2 - 54.5) <= 2
     centred = frame_to(padded(sample.images[i]), float(extents[i]))
     assert (centred.box[0] + centred.box[2]) / 2 == pytest.approx(PAD * 69 / 2, abs=0.5)
+    # slightly off the centre of a large picture: a small shift for the picture, a large one for
+    # the ~69 px frame taken from it, so the frame follows the galaxy
+    frame = np.zeros((1000, 1000, 3), np.uint8)
+    frame[446:515, 446:515] = sample.images[i]  # the galaxy's centre at (480.5, 480.5), 19.5 px off
+    x0, y0, x1, y1 = frame_to(frame, float(extents[i])).box
+    assert abs((x0 + x1) / 2 - 480.5) <= 2 and abs((y0 + y1) / 2 - 480.5) <= 2
 
 
 def test_framing_to_own_extent_recovers_any_galaxy(sample, extents):
