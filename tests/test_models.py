@@ -136,3 +136,25 @@ def test_models_galaxy_vae_inference_folds_batchnorm_and_follows_weight_changes(
     with torch.inference_mode():
         torch.testing.assert_close(model.encode(x), other.encode(x))
         torch.testing.assert_close(model.decode(torch.zeros(4, 2)), other.decode(torch.zeros(4, 2)))
+    # a training step (new weights and running statistics), then inference again: never stale
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    model(x)["recon"].square().mean().backward()
+    opt.step()
+    model.eval()
+    plain = model.encode(x).detach()
+    with torch.inference_mode():
+        torch.testing.assert_close(model.encode(x), plain, atol=1e-5, rtol=1e-4)
+    # one stack switched back to training mode alone uses its batch statistics, unfolded
+    model.encoder.train()
+    with torch.inference_mode():
+        torch.testing.assert_close(model.encode(x), model.enc_fc(model.encoder(x)) @ model.fc_mu.weight.T
+                                   + model.fc_mu.bias)
+
+
+def test_models_galaxy_vae_built_under_inference_mode_still_encodes(sample):
+    """Weights created inside inference_mode carry no version counter: the plain stacks serve."""
+    with torch.inference_mode():
+        model = GalaxyVAE().eval()
+        x = to_input(sample.images[:8], model)
+        assert model.encode(x).shape == (8, 2) and model.decode(torch.zeros(3, 2)).shape == (3, 3, 64, 64)
