@@ -61,7 +61,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
     not ending in ``.safetensors`` gets that suffix, so the app and ``list_checkpoints`` find it.
     """
     path = Path(path)
-    if path.suffix.lower() != ".safetensors":
+    if path.suffix != ".safetensors":  # exactly what list_checkpoints looks for
         path = path.with_name(path.name + ".safetensors")
     meta = {**meta, "model": model_name(model), "config": config_dict(model), "format": FORMAT}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -80,7 +80,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read from /proc where it can be (setting it, the only portable way to
+    read it, briefly changes it for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

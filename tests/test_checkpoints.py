@@ -47,6 +47,17 @@ def test_checkpoints_saved_without_the_suffix_get_it_and_are_listed(tmp_path):
     assert list_checkpoints(tmp_path) == [path] and load_checkpoint(path).name == "conv_vae"
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_checkpoints_are_written_with_the_umask_permissions(tmp_path, mask):
+    """safetensors itself writes 0600; a saved checkpoint gets 0666 minus the umask, like any file."""
+    old = os.umask(mask)
+    try:
+        path = save_checkpoint(tmp_path / "model.safetensors", build_model("conv_vae"), {})
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
+
+
 class _Payload:
     """Unpickling this runs ``open(marker, "w")``: proof that a loader executed code."""
 
@@ -124,7 +135,6 @@ def test_checkpoints_shipped_files_load_with_their_provenance(filename, sample):
     assert meta["class_names"] == list(sample.class_names) and not meta["interrupted"]
     assert len(meta["history"]) == meta["train_config"]["epochs"]
     assert meta["command"].startswith("python -m galaxy_vae train --model " + ckpt.name)
-    assert os.stat(path).st_mode & 0o044  # readable by others, not private to its writer
 
 
 def test_checkpoints_default_is_the_improved_vae_and_listed_first():
