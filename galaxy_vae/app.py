@@ -58,20 +58,22 @@ def use_app_torch_threads(n: int = APP_TORCH_THREADS) -> None:
 use_app_torch_threads()
 
 
-def _stamp(path: Path) -> float:
-    """Modification time: part of every cache key, so a rebuilt file is re-read."""
-    return path.stat().st_mtime
+def _stamp(path: Path) -> tuple[int, int]:
+    """(modification time in ns, size): part of every cache key, so a rebuilt file is re-read, even
+    one copied over with its old date kept."""
+    st_ = path.stat()
+    return st_.st_mtime_ns, st_.st_size
 
 
 # --- cached loaders (keyed by path strings and stamps: hashable, cheap) -------------------------
 
 @st.cache_resource(show_spinner="Reading the galaxy catalogue…", max_entries=4)
-def _load_data(path: str, stamp: float, challenge: bool) -> GalaxyData:
+def _load_data(path: str, stamp: tuple, challenge: bool) -> GalaxyData:
     return open_for_search(path, challenge)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def _load_checkpoint(path: str, stamp: float) -> Checkpoint:
+def _load_checkpoint(path: str, stamp: tuple) -> Checkpoint:
     return load_checkpoint(path)
 
 
@@ -161,6 +163,23 @@ class Session:
 
 # --- sidebar ------------------------------------------------------------------------------------
 
+def remember(**defaults) -> None:
+    """Keep these widgets' values (keys -> first-visit defaults) across page switches.
+
+    Streamlit drops a widget's state on a run of a page that does not draw it, so a slider set on
+    one page came back at its default after a visit to another. Each value is copied to a store
+    that is never dropped, and copied back when the widget's own state is gone. Call it before
+    the widgets, and create them without a default value (the default lives here).
+    """
+    state = st.session_state
+    kept = state.setdefault("_remembered", {})
+    for key, default in defaults.items():
+        if key in state:
+            kept[key] = state[key]
+        else:
+            state[key] = kept.get(key, default)
+
+
 def _remembered_select(label: str, options: list[Path], key: str, default: str | None, help: str) -> Path:
     """A selectbox whose choice survives page switches (kept under ``key`` in session state)."""
     names = [p.name for p in options]
@@ -213,7 +232,8 @@ def sidebar() -> Session:
         challenge = False
         probe = _load_data(str(data_path), _stamp(data_path), False)
         if probe.class_names == GALAXY10_SDSS_CLASSES:
-            challenge = st.sidebar.toggle("Challenge subset (6 face-on classes)", value=True, key="challenge",
+            remember(challenge=True)
+            challenge = st.sidebar.toggle("Challenge subset (6 face-on classes)", key="challenge",
                                           help="Drop cigar-shaped and edge-on classes 3-6, as the Milky Way challenge does.")
         session = Session((str(data_path), _stamp(data_path), challenge), (str(ckpt_path), _stamp(ckpt_path)))
         session.checkpoint  # load now, so a broken file is reported here
@@ -273,16 +293,23 @@ def upload(label: str, key: str, session: Session, framing: bool = True, on_chan
     file = st.file_uploader(label, type=UPLOAD_TYPES, key=key, on_change=on_change)
     if file is None:
         return None
-    try:  # the file object itself, so messages name the file
-        return prepare_upload(file, framing="auto" if framing else "none",
-                              target_fraction=session.target_extent if framing else None)
+    try:
+        return _prepared_upload(file.file_id, session.target_extent if framing else None, file)
     except GalaxyVAEError as exc:
         st.error(str(exc))
         return None
 
 
+@st.cache_resource(show_spinner="Preparing your picture…", max_entries=8)
+def _prepared_upload(file_id: str, target: float | None, _file) -> PreparedImage:
+    """An upload prepared once per file and framing target, not on every rerun (a large photo takes
+    most of a second). The file object itself is passed, so messages name the file."""
+    _file.seek(0)
+    return prepare_upload(_file, framing="none" if target is None else "auto", target_fraction=target)
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _prepared_file(path: str, stamp: float, target: float | None) -> PreparedImage:
+def _prepared_file(path: str, stamp: tuple, target: float | None) -> PreparedImage:
     return prepare_upload(path, framing="none" if target is None else "auto", target_fraction=target)
 
 

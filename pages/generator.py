@@ -56,7 +56,8 @@ def free_decoding() -> None:
 @st.fragment
 def step_at_t(a: int, b: int, method: str) -> None:
     with app.timed("generator_t_fragment"):
-        t = st.slider("t (0 = galaxy A, 1 = galaxy B)", 0.0, 1.0, 0.5, step=0.01, key="gen_t")
+        app.remember(gen_t=0.5)  # in the fragment: its reruns are the only runs that see a new t
+        t = st.slider("t (0 = galaxy A, 1 = galaxy B)", 0.0, 1.0, step=0.01, key="gen_t")
         show(generate.path_between(cat, a, b, [t], method), f"Decoded at t = {t:.2f}", st.columns(2))
 
 
@@ -76,6 +77,7 @@ with app.timed("generator"):  # the whole page run, sidebar included (benchmarks
     for key, value in dict(gen_z1=first[0], gen_z2=first[1], gen_click_sets="A",
                            gen_id_a=str(data.ids[a]), gen_id_b=str(data.ids[b])).items():
         state.setdefault(key, value)  # widget values are dropped while another page is shown
+    app.remember(gen_seed=0, gen_method="linear", gen_frames=6, gen_grid_n=8)
     free_tab, path_tab, grid_tab = st.tabs(["Free decoding", "Interpolation", "Manifold grid"])
     with free_tab:
         if axes[0] != "z₁":
@@ -90,7 +92,7 @@ with app.timed("generator"):  # the whole page run, sidebar included (benchmarks
         c = st.columns([3, 3, 1, 1], vertical_alignment="bottom")
         c[0].selectbox("Random A from", classes, format_func=name, key="gen_class_a")
         c[1].selectbox("Random B from", classes, index=min(1, len(classes) - 1), format_func=name, key="gen_class_b")
-        c[2].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+        c[2].number_input("Seed", 0, 2**31 - 1, key="gen_seed")
         c[3].button("Random pair", key="gen_random", on_click=_choose, args=(lambda: generate.random_pair(
             data.labels, state.gen_class_a, state.gen_class_b, int(state.gen_seed), data.class_names),))
         if state.gen_error:
@@ -98,7 +100,7 @@ with app.timed("generator"):  # the whole page run, sidebar included (benchmarks
         c = st.columns(2)
         method = c[0].radio("Interpolation", ["linear", "spherical"], horizontal=True, key="gen_method",
                             help="Spherical turns the direction at constant speed while the length changes linearly.")
-        n_frames = c[1].slider("Frames in the strip", 2, 12, 6, key="gen_frames")
+        n_frames = c[1].slider("Frames in the strip", 2, 12, key="gen_frames")
         (a, b), ts = state.gen_pair, generate.frame_ts(n_frames)
         path = generate.path_between(cat, a, b, ts, method)
         left, right = st.columns([3, 2])
@@ -119,7 +121,7 @@ with app.timed("generator"):  # the whole page run, sidebar included (benchmarks
         c[1].download_button("Animation (GIF)", lambda: generate.gif_bytes(frames), file_name="interpolation.gif",
                              mime="image/gif", key="gen_download_gif", on_click="ignore")
     with grid_tab:
-        n = st.slider("Grid size (n x n)", 3, 20, 8, key="gen_grid_n")
+        n = st.slider("Grid size (n x n)", 3, 20, key="gen_grid_n")
         grid, _, extent = session.manifold(n)
         st.image(app.upscale(grid, generate.display_scale(grid.shape[0], 640)),
                  caption=f"Decoded on an {n} x {n} grid: {axes[0]} {extent[0]:.3g} → {extent[1]:.3g} rightwards, "

@@ -9,13 +9,13 @@ from galaxy_vae.figures import latent_map, selected_rows
 from galaxy_vae.search import neighbour_table
 
 if "map_query" not in st.session_state:
-    st.session_state.map_query = None  # ("row", row) or ("upload",): whichever the user chose last
+    st.session_state.map_query = None  # ("row", row, data_key) or ("upload",): whichever the user chose last
 
 
 def _on_select() -> None:
     rows = selected_rows(st.session_state["map"].selection)
-    if rows:
-        st.session_state.map_query = ("row", rows[0])
+    if rows:  # a row means a galaxy only in the catalogue it was clicked in
+        st.session_state.map_query = ("row", rows[0], st.session_state.map_data_key)
 
 
 def _on_upload() -> None:
@@ -29,11 +29,13 @@ with app.timed("latent_map"):  # the whole page run, sidebar included (benchmark
     session = app.sidebar()
     cat = session.catalogue
     data = cat.data
+    st.session_state.map_data_key = session.data_key
+    app.remember(k=12, invariant=False, framing=True, background=False)
     c1, c2, c3, c4 = st.columns(4)
-    k = c1.slider("Neighbours (k)", 1, 48, 12, key="k")
+    k = c1.slider("Neighbours (k)", 1, 48, key="k")
     invariant = c2.toggle("Rotation/flip invariant", key="invariant",
                           help="Compare all 8 rotations and mirror images of the query; keep each galaxy's best match.")
-    framing = c3.toggle("Auto framing of uploads", value=True, key="framing",
+    framing = c3.toggle("Auto framing of uploads", key="framing",
                         help="Pad or crop an upload so its galaxy fills as much of the frame as catalogue galaxies do.")
     background = c4.toggle("Decoded galaxies behind the map", key="background")
     prepared = app.upload("Upload a galaxy picture (jpg, png, webp, gif, tif)", "map_upload", session,
@@ -44,7 +46,7 @@ with app.timed("latent_map"):  # the whole page run, sidebar included (benchmark
     if query and query[0] == "upload" and prepared is not None:
         neighbours = cat.query_images(prepared.stored, k, invariant)
         xy = cat.locate(prepared.stored)
-    elif query and query[0] == "row" and query[1] < len(data):
+    elif query and query[0] == "row" and query[2] == session.data_key:
         neighbours = cat.query_rows([query[1]], k, invariant)
         xy = cat.map_xy[query[1]]
 
@@ -78,4 +80,4 @@ with app.timed("latent_map"):  # the whole page run, sidebar included (benchmark
     app.gallery(model_view(data.images[neighbours.indices[0]]),
                 [f"#{r['rank']} {r['id']} · {r['class_name']} · d={r['distance']:.3f}" for r in rows])
     st.download_button("Download neighbours (CSV)", pd.DataFrame(rows).to_csv(index=False),
-                       file_name="neighbours.csv", mime="text/csv", key="download_neighbours")
+                       file_name="neighbours.csv", mime="text/csv", key="download_neighbours", on_click="ignore")

@@ -66,7 +66,7 @@ def test_latent_map_page_matches_cli(at, milky_way_path, sample_path):
 
 def test_latent_map_catalogue_query_excludes_itself(at, sample):
     at.file_uploader(key="map_upload").set_value(None).run()
-    at.session_state["map_query"] = ("row", 5)  # what a click on galaxy row 5 stores
+    at.session_state["map_query"] = ("row", 5, at.session_state["map_data_key"])  # what a click on row 5 stores
     at.run()
     assert not at.exception, at.exception
     assert at.image[0].captions[0].split(" · ")[0] == sample.ids[5]
@@ -92,3 +92,29 @@ def test_latent_map_unusual_but_valid_upload_is_searched(at, name):
     assert not at.exception, at.exception
     assert not at.error, f"{name}: {[e.value for e in at.error]}"
     assert len(neighbour_captions(at)) == 12
+
+
+def test_latent_map_a_click_from_another_catalogue_is_not_shown_as_this_ones_galaxy(at):
+    """A row number means a galaxy only in the catalogue it was clicked in (after a dataset or
+    subset change the same number is another galaxy, or none)."""
+    at.session_state["map_query"] = ("row", 5, ("other.h5", (0, 0), False))
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Click a galaxy" in i.value for i in at.info) and not neighbour_captions(at)
+
+
+def test_latent_map_settings_survive_a_visit_to_another_page(sample_path):
+    """Widget state is dropped on a run of a page that does not draw it; k, the toggles and the
+    sidebar's choices must come back as the user left them."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300).run()
+    at.switch_page("pages/latent_map.py").run()
+    at.slider(key="k").set_value(5).run()
+    at.toggle(key="invariant").set_value(True).run()
+    at.switch_page("pages/generator.py").run()
+    assert not at.exception, at.exception
+    at.slider(key="gen_frames").set_value(9).run()
+    at.switch_page("pages/latent_map.py").run()
+    assert not at.exception, at.exception
+    assert at.slider(key="k").value == 5 and at.toggle(key="invariant").value is True
+    at.switch_page("pages/generator.py").run()
+    assert at.slider(key="gen_frames").value == 9
