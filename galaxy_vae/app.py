@@ -27,8 +27,10 @@ from galaxy_vae.checkpoints import CHECKPOINT_DIR, Checkpoint, list_checkpoints,
 from galaxy_vae.data import GALAXY10_SDSS_CLASSES, GalaxyData, model_view, open_for_search
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.fetch import data_dir
-from galaxy_vae.figures import latent_bounds, latent_grid_points, mosaic, png_bytes, png_data_uri, raster_map, upscale
+from galaxy_vae.figures import (jpeg_data_uri, latent_bounds, latent_grid_points, mosaic, png_bytes, raster_map,
+                                upscale)
 from galaxy_vae.framing import catalogue_extent
+from galaxy_vae.generate import display_scale
 from galaxy_vae.images import PreparedImage, prepare_upload
 from galaxy_vae.quality import ClassExamples, head_confusion, quality_table as _quality_rows, validation_examples
 
@@ -36,6 +38,7 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff"]
 DEFAULT_DATASET = "gz1_sample.h5"
 TIMINGS_ENV = "GALAXY_VAE_TIMINGS"  # a JSONL file: pages append their server time (benchmarks)
 APP_TORCH_THREADS = 1  # torch threads per script run (see use_app_torch_threads)
+BACKGROUND_GRID = 24  # decoded galaxies per side behind the latent map
 
 
 def use_app_torch_threads(n: int = APP_TORCH_THREADS) -> None:
@@ -92,13 +95,28 @@ def _target_extent(data_key: tuple) -> float:
     return catalogue_extent(_load_data(*data_key).images)
 
 
-@st.cache_resource(show_spinner="Decoding a grid of galaxies…", max_entries=16)
-def _manifold(data_key: tuple, ckpt_key: tuple, n: int) -> tuple[np.ndarray, str, tuple]:
-    """Galaxies decoded on an n x n grid over the map: (mosaic, its PNG data URI, extent)."""
-    cat = _model_catalogue(data_key, ckpt_key)
+def _map_extent(cat: Catalogue) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1) of the map: the range its galaxies occupy plus a margin."""
     lo, hi = latent_bounds(cat.map_xy)
+    return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
+
+
+@st.cache_resource(show_spinner="Decoding a grid of galaxies…", max_entries=16)
+def _manifold(data_key: tuple, ckpt_key: tuple, n: int) -> tuple[np.ndarray, tuple, bytes]:
+    """Galaxies decoded on an n x n grid over the map: (mosaic, extent, PNG of it as displayed)."""
+    cat = _model_catalogue(data_key, ckpt_key)
+    extent = _map_extent(cat)
+    lo, hi = np.array(extent[::2]), np.array(extent[1::2])
     image = mosaic(cat.decode(cat.projection.to_latent(latent_grid_points(lo, hi, n))), n)
-    return image, png_data_uri(image), (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]))
+    return image, extent, png_bytes(upscale(image, display_scale(image.shape[0], 640)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _map_background(data_key: tuple, ckpt_key: tuple) -> tuple[str, tuple]:
+    """The map's faint background (a 24 x 24 decoded grid) as a JPEG data URI, with its extent.
+    JPEG: the 1,536 px grid is ~0.3 MB where PNG made the map figure ~5.5 MB on every change."""
+    image, extent, _ = _manifold(data_key, ckpt_key, BACKGROUND_GRID)
+    return jpeg_data_uri(image), extent
 
 
 @st.cache_resource(show_spinner=False, max_entries=1024)
@@ -111,8 +129,7 @@ def _thumbnail_png(data_key: tuple, row: int, scale: int) -> bytes:
 @st.cache_resource(max_entries=8)
 def _raster_map(data_key: tuple, ckpt_key: tuple) -> tuple[np.ndarray, tuple]:
     cat = _model_catalogue(data_key, ckpt_key)
-    lo, hi = latent_bounds(cat.map_xy)
-    extent = (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]))
+    extent = _map_extent(cat)
     return raster_map(cat.map_xy, cat.data.labels, cat.data.class_names, extent), extent
 
 
@@ -139,9 +156,13 @@ class Session:
         """The same dataset under another checkpoint (e.g. the 64-D autoencoder)."""
         return _model_catalogue(self.data_key, (str(checkpoint_path), _stamp(checkpoint_path)))
 
-    def manifold(self, n: int) -> tuple[np.ndarray, str, tuple]:
-        """Decoded n x n grid over the map: (mosaic uint8, PNG data URI, extent (x0, x1, y0, y1))."""
+    def manifold(self, n: int) -> tuple[np.ndarray, tuple, bytes]:
+        """Decoded n x n grid over the map: (mosaic uint8, extent (x0, x1, y0, y1), PNG as displayed)."""
         return _manifold(self.data_key, self.ckpt_key, n)
+
+    def map_background(self) -> tuple[str, tuple]:
+        """The latent map's optional background of decoded galaxies: (image data URI, extent)."""
+        return _map_background(self.data_key, self.ckpt_key)
 
     def raster_map(self) -> tuple[np.ndarray, tuple]:
         """Every galaxy drawn once as a small image, with its extent, for :func:`figures.mark_map`."""

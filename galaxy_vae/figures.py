@@ -55,6 +55,14 @@ def png_data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
+def jpeg_data_uri(image: np.ndarray, quality: int = 85) -> str:
+    """(H, W, 3) uint8 -> "data:image/jpeg;base64,...": for large, faint layout images, where
+    lossless PNG of noisy sky would weigh megabytes in every figure update (cache it)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def _galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
                    ids: np.ndarray, size: float, opacity: float) -> list[dict]:
     """One selectable WebGL trace per non-empty class; customdata = global row (int64)."""

@@ -122,8 +122,8 @@ with app.timed("generator"):  # the whole page run, sidebar included (benchmarks
                              mime="image/gif", key="gen_download_gif", on_click="ignore")
     with grid_tab:
         n = st.slider("Grid size (n x n)", 3, 20, key="gen_grid_n")
-        grid, _, extent = session.manifold(n)
-        st.image(app.upscale(grid, generate.display_scale(grid.shape[0], 640)),
+        grid, extent, shown = session.manifold(n)
+        st.image(shown,
                  caption=f"Decoded on an {n} x {n} grid: {axes[0]} {extent[0]:.3g} → {extent[1]:.3g} rightwards, "
                          f"{axes[1]} {extent[2]:.3g} → {extent[3]:.3g} upwards", output_format="PNG")
         st.download_button("Grid (PNG)", lambda: png_bytes(grid), file_name="manifold.png", mime="image/png",

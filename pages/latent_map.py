@@ -52,7 +52,7 @@ with app.timed("latent_map"):  # the whole page run, sidebar included (benchmark
 
     fig = latent_map(cat.map_xy, data.labels, data.class_names, data.ids, query=xy,
                      neighbours=None if neighbours is None else neighbours.indices[0],
-                     background=session.manifold(24)[1:] if background else None,
+                     background=session.map_background() if background else None,
                      axis_names=("z₁", "z₂") if cat.vectors.shape[1] == 2 else ("PC 1", "PC 2"))
     st.plotly_chart(fig, key="map", on_select=_on_select, selection_mode="points")
 
