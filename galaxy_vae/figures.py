@@ -272,7 +272,8 @@ def mark_map(image: np.ndarray, extent: Sequence[float], point: Sequence[float],
 
 def interpolation_path(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
                        path: np.ndarray, nearest: np.ndarray, *, height: int = 360,
-                       max_points: int | None = 4000, title: str | None = None) -> go.Figure:
+                       max_points: int | None = 4000, title: str | None = None,
+                       axis_names: tuple[str, str] = ("z₁", "z₂")) -> go.Figure:
     """A compact map with an interpolation path (T, 2) drawn step by step, and dotted links from
     each step to the nearest real galaxy (T, 2). At most ``max_points`` faint galaxies (a fixed
     subset) in one class-coloured trace: cheap enough to redraw on every change of the path."""
@@ -290,7 +291,7 @@ def interpolation_path(latents: np.ndarray, labels: np.ndarray, class_names: Seq
     traces.append(dict(type="scattergl", x=path[:, 0], y=path[:, 1], mode="lines+markers", name="path",
                        meta="path", hovertext=steps, hovertemplate="%{hovertext}<extra></extra>",
                        line=dict(color=QUERY_COLOR, width=2), marker=dict(size=8, color=QUERY_COLOR)))
-    return _map_figure(traces, height, title, ("z₁", "z₂"), showlegend=False)
+    return _map_figure(traces, height, title, axis_names, showlegend=False)
 
 
 TERM_ORDER = ("loss", "recon", "kl", "class")

@@ -105,7 +105,7 @@ with app.timed("generator"):  # the whole page run, sidebar included (benchmarks
         path = generate.path_between(cat, a, b, ts, method)
         left, right = st.columns([3, 2])
         left.plotly_chart(interpolation_path(cat.map_xy, data.labels, data.class_names, path.xy,
-                                             cat.map_xy[path.nearest]),
+                                             cat.map_xy[path.nearest], axis_names=axes),
                           key="gen_path_map", on_select=_on_click, selection_mode="points")
         with right:
             step_at_t(a, b, method)

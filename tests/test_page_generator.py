@@ -9,6 +9,8 @@ Streamlit derives from a hash of the encoded bytes: equal URL <=> equal image.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -163,6 +165,8 @@ def test_page_generator_64d_autoencoder(checkpoint_dir, sample):
     at = open_page("dense_64d.safetensors")
     assert at.slider(key="gen_z1").label == "PC 1" and at.slider(key="gen_z2").label == "PC 2"
     assert any("64-D" in c.value for c in at.caption)
+    path_map = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]  # the interpolation path's map
+    assert (path_map["xaxis"]["title"]["text"], path_map["yaxis"]["title"]["text"]) == ("PC 1", "PC 2")
     check_slider_decodes(at)
     check_endpoints(at, 11, int(np.flatnonzero(sample.labels == 2)[3]), "spherical")
 
