@@ -7,6 +7,7 @@ catalogues (latents + neighbour index) -- are built once per (file, modification
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -32,6 +33,7 @@ from galaxy_vae.figures import (jpeg_data_uri, latent_bounds, latent_grid_points
 from galaxy_vae.framing import catalogue_extent
 from galaxy_vae.generate import display_scale
 from galaxy_vae.images import PreparedImage, prepare_upload
+from galaxy_vae.lookalikes import Ranking, rank_all, similarities
 from galaxy_vae.quality import ClassExamples, head_confusion, quality_table as _quality_rows, validation_examples
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff"]
@@ -88,6 +90,13 @@ def _model_catalogue(data_key: tuple, ckpt_key: tuple) -> Catalogue:
 @st.cache_resource(show_spinner="Preparing the pixel baseline…", max_entries=2)
 def _pixel_catalogue(data_key: tuple) -> Catalogue:
     return Catalogue(_load_data(*data_key), PixelSpace())
+
+
+@st.cache_resource(show_spinner="Ranking the catalogue…", max_entries=16)
+def _ranking(data_key: tuple, ckpt_key: tuple, dense_key: tuple | None, query_sha1: str, _query: np.ndarray) -> Ranking:
+    dense = _model_catalogue(data_key, dense_key) if dense_key else None
+    sims = similarities(_model_catalogue(data_key, ckpt_key), _pixel_catalogue(data_key), dense)
+    return rank_all(_query, sims)
 
 
 @st.cache_resource(max_entries=4)
@@ -152,9 +161,13 @@ class Session:
     def catalogue(self) -> Catalogue:
         return _model_catalogue(self.data_key, self.ckpt_key)
 
-    def catalogue_for(self, checkpoint_path: Path) -> Catalogue:
-        """The same dataset under another checkpoint (e.g. the 64-D autoencoder)."""
-        return _model_catalogue(self.data_key, (str(checkpoint_path), _stamp(checkpoint_path)))
+    def milky_way_ranking(self, query: np.ndarray, dense_path: Path | None) -> Ranking:
+        """The catalogue ranked for ``query`` (a stored cutout) under every similarity, cached per
+        query, so moving the lookalikes' sliders does not re-rank it (the pixel search alone takes
+        tens of ms at the sample's size)."""
+        dense_key = (str(dense_path), _stamp(dense_path)) if dense_path else None
+        query = np.ascontiguousarray(query)
+        return _ranking(self.data_key, self.ckpt_key, dense_key, hashlib.sha1(query.tobytes()).hexdigest(), query)
 
     def manifold(self, n: int) -> tuple[np.ndarray, tuple, bytes]:
         """Decoded n x n grid over the map: (mosaic uint8, extent (x0, x1, y0, y1), PNG as displayed)."""
@@ -171,10 +184,6 @@ class Session:
     def thumbnail_png(self, row: int, scale: int = 4) -> bytes:
         """PNG of catalogue galaxy ``row`` (central 64x64, upscaled ``scale`` times), cached."""
         return _thumbnail_png(self.data_key, int(row), int(scale))
-
-    @property
-    def pixels(self) -> Catalogue:
-        return _pixel_catalogue(self.data_key)
 
     @property
     def target_extent(self) -> float:

@@ -64,8 +64,7 @@ with app.timed("milky_way"):
         st.warning(app.outlier_message(report))
 
     dense_path = mw.dense_checkpoint(session.ckpt_key[0])
-    sims = mw.similarities(cat, session.pixels, session.catalogue_for(dense_path) if dense_path else None)
-    ranking = mw.rank_all(prepared.stored, sims)
+    ranking = session.milky_way_ranking(prepared.stored, dense_path)
     named = {mw.CONSENSUS: mw.CONSENSUS_LABEL, **dict(zip(ranking.keys, ranking.labels))}
     if state.mw_similarity not in named:
         state.mw_similarity = mw.CONSENSUS

@@ -114,6 +114,22 @@ def test_page_milky_way_ranking_is_identical_across_runs(at):
     assert ranking(at) == first and answer_text(at) == answer
 
 
+def test_page_milky_way_lookalike_sliders_do_not_rerank_the_catalogue(checkpoint_dir, sample_path, monkeypatch):
+    """The ranking depends on the query, not on the lookalikes' temperature, count or seed."""
+    calls = []
+    monkeypatch.setattr(app, "rank_all", lambda *a, **kw: calls.append(1) or mw.rank_all(*a, **kw))
+    app._ranking.clear()
+    at = open_page()
+    first = ranking(at)
+    assert len(calls) == 1
+    at.slider(key="mw_temperature").set_value(0.5).run()
+    at.slider(key="mw_n").set_value(8).run()
+    assert not at.exception, at.exception
+    assert len(calls) == 1 and ranking(at) == first
+    at.toggle(key="mw_framing").set_value(False).run()  # another query: ranked afresh
+    assert len(calls) == 2
+
+
 def test_page_milky_way_answer_follows_the_chosen_similarity(at):
     top = ranking(at)
     for key in KEYS:
