@@ -120,7 +120,7 @@ def _run_pages_apptest(folder: Path, map_reruns: int, moves: int) -> dict:
     for _ in range(map_reruns):
         run(at)
     reruns, since = records_since(timings, "latent_map", since), count(timings, "latent_map")
-    at.session_state["map_query"] = ("row", 1234)  # what a click on a galaxy sets
+    at.session_state["map_query"] = ("row", 1234, at.session_state["map_data_key"])  # what a click on a galaxy sets
     for _ in range(map_reruns):
         run(at)
     with_gallery = records_since(timings, "latent_map", since)

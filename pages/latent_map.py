@@ -46,7 +46,7 @@ with app.timed("latent_map"):  # the whole page run, sidebar included (benchmark
     if query and query[0] == "upload" and prepared is not None:
         neighbours = cat.query_images(prepared.stored, k, invariant)
         xy = cat.locate(prepared.stored)
-    elif query and query[0] == "row" and query[2] == session.data_key:
+    elif query and query[0] == "row" and query[-1] == session.data_key:
         neighbours = cat.query_rows([query[1]], k, invariant)
         xy = cat.map_xy[query[1]]
 
