@@ -353,6 +353,16 @@ def prepared_file(path: Path, session: Session, framing: bool = True) -> Prepare
         return None
 
 
+def warn_if_outlier(cat: Catalogue, stored: np.ndarray) -> None:
+    """A warning when a query cutout lies outside the catalogue (:meth:`Catalogue.outlier_report`).
+    The first call per model measures the catalogue's own reconstruction errors (seconds at the
+    sample's size): a spinner says so."""
+    with st.spinner("Measuring how well the model reconstructs its own catalogue (once per model)…"):
+        report = cat.outlier_report(stored)
+    if report["outlier"]:
+        st.warning(outlier_message(report))
+
+
 def outlier_message(report: dict) -> str:
     """Plain words for :meth:`Catalogue.outlier_report` when the query lies outside the catalogue."""
     parts = []

@@ -71,9 +71,7 @@ with app.timed("latent_map"):  # the whole page run, sidebar included (benchmark
         right.image(app.upscale(cat.reconstruct(prepared.stored), 3), caption="Its reconstruction by the model")
         for note in prepared.notes:
             st.caption(note)
-        report = cat.outlier_report(prepared.stored)
-        if report["outlier"]:
-            st.warning(app.outlier_message(report))
+        app.warn_if_outlier(cat, prepared.stored)
 
     st.subheader(f"{k} nearest galaxies" + (" (any rotation or mirror image)" if invariant else ""))
     rows = neighbour_table(neighbours, data)

@@ -60,8 +60,7 @@ with app.timed("milky_way"):
     c[2].image(app.upscale(model_view(prepared.stored), 3), caption="The query, prepared as the catalogue is")
     c[3].image(app.upscale(cat.reconstruct(prepared.stored), 3), caption="Its reconstruction by the model")
     st.caption(" · ".join(prepared.notes))
-    if (report := cat.outlier_report(prepared.stored))["outlier"]:
-        st.warning(app.outlier_message(report))
+    app.warn_if_outlier(cat, prepared.stored)
 
     dense_path = mw.dense_checkpoint(session.ckpt_key[0])
     ranking = session.milky_way_ranking(prepared.stored, dense_path)

@@ -3,11 +3,14 @@ agrees with the CLI, and survives bad uploads. (Clicking a Plotly point: tests/t
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
@@ -132,3 +135,21 @@ def test_latent_map_background_of_decoded_galaxies_is_a_light_image_layer(at):
     assert images[0]["layer"] == "below" and len(images[0]["source"]) < 1_500_000
     at.toggle(key="background").set_value(False).run()
     assert "images" not in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
+
+
+def test_latent_map_warns_when_an_upload_lies_outside_the_catalogue(at, sample):
+    """A bright checkerboard is nothing like an SDSS cutout: warned. A catalogue galaxy: not."""
+
+    def png(array):
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, format="PNG")
+        return buf.getvalue()
+
+    board = (np.indices((128, 128)).sum(axis=0) // 8 % 2 * 255).astype(np.uint8)
+    at.file_uploader(key="map_upload").set_value(("board.png", png(np.stack([board] * 3, -1)), "image/png")).run()
+    assert not at.exception, at.exception
+    assert any("outside what the catalogue contains" in w.value for w in at.warning)
+    at.file_uploader(key="map_upload").set_value(("galaxy.png", png(sample.images[100]), "image/png")).run()
+    assert not at.exception, at.exception
+    assert not any("outside what the catalogue contains" in w.value for w in at.warning)
+    assert len(neighbour_captions(at)) == at.slider(key="k").value
