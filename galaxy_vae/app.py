@@ -311,11 +311,22 @@ def confusion(session: Session) -> np.ndarray | None:
 
 # --- widgets shared by pages --------------------------------------------------------------------
 
-def gallery(images: np.ndarray, captions: Sequence[str], columns: int = 6, scale: int = 2) -> None:
-    """Thumbnails in a grid, crisply upscaled (nearest neighbour), each with its caption as alt text."""
+def gallery(images: Sequence[np.ndarray | bytes], captions: Sequence[str], columns: int = 6, scale: int = 2) -> None:
+    """Thumbnails in a grid, crisply upscaled (nearest neighbour), each with its caption as alt text.
+    ``images``: uint8 arrays, or PNG files already encoded (shown as they are)."""
     cols = st.columns(columns)
     for i, (img, caption) in enumerate(zip(images, captions)):
-        cols[i % columns].image(upscale(img, scale), caption=caption, alt=caption)
+        if isinstance(img, bytes):
+            cols[i % columns].image(img, caption=caption, alt=caption, output_format="PNG")
+        else:
+            cols[i % columns].image(upscale(img, scale), caption=caption, alt=caption)
+
+
+def catalogue_gallery(session: Session, rows: Sequence[int], captions: Sequence[str], columns: int = 6,
+                      scale: int = 2) -> None:
+    """Catalogue galaxies by row, from :meth:`Session.thumbnail_png` (each encoded once per session
+    of the server, not on every rerun of the page that shows it)."""
+    gallery([session.thumbnail_png(r, scale) for r in rows], captions, columns)
 
 
 def upload(label: str, key: str, session: Session, framing: bool = True, on_change=None) -> PreparedImage | None:
@@ -351,6 +362,16 @@ def prepared_file(path: Path, session: Session, framing: bool = True) -> Prepare
     except GalaxyVAEError as exc:
         st.error(str(exc))
         return None
+
+
+def show_query(cat: Catalogue, prepared: PreparedImage, left, right) -> None:
+    """A prepared upload as the model sees it (in ``left``) beside its reconstruction (``right``),
+    then its preparation notes and, when it lies outside the catalogue, a warning."""
+    left.image(upscale(model_view(prepared.stored), 3), caption="The query, prepared as the catalogue is")
+    right.image(upscale(cat.reconstruct(prepared.stored), 3), caption="Its reconstruction by the model")
+    if prepared.notes:
+        st.caption(" · ".join(prepared.notes))
+    warn_if_outlier(cat, prepared.stored)
 
 
 def warn_if_outlier(cat: Catalogue, stored: np.ndarray) -> None:

@@ -96,6 +96,11 @@ class Catalogue:
         return len(self.data)
 
     @property
+    def axis_names(self) -> tuple[str, str]:
+        """Titles of the map's axes: the latent's own two, or a wider latent's principal directions."""
+        return ("z₁", "z₂") if self.vectors.shape[1] == 2 else ("PC 1", "PC 2")
+
+    @property
     def model(self):
         return self.space.checkpoint.model if isinstance(self.space, ModelSpace) else None
 

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from galaxy_vae import app, generate
-from galaxy_vae.data import model_view
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.figures import interpolation_path, mark_map, png_bytes, selected_rows
 
@@ -41,6 +40,7 @@ def show(point: generate.LatentPoints, caption: str, c: list) -> tuple:
 @st.fragment
 def free_decoding() -> None:
     with app.timed("generator_fragment"):
+        app.remember(gen_z1=spec["start"][0], gen_z2=spec["start"][1])  # fragment reruns see the moves
         c = st.columns(2)
         x, y = (c[i].slider(axes[i], spec["lo"][i], spec["hi"][i], step=spec["step"][i], format=spec["format"][i],
                             key=f"gen_z{i + 1}") for i in range(2))
@@ -67,17 +67,17 @@ with app.timed("generator"):  # the whole page run, sidebar included (benchmarks
                "galaxies, or a grid over the whole map. Each decoded galaxy is shown beside the nearest real one.")
     session = app.sidebar()
     cat, data = session.catalogue, session.data
-    axes = ("z₁", "z₂") if cat.vectors.shape[1] == 2 else ("PC 1", "PC 2")  # wider latents: principal directions
+    axes = cat.axis_names
     scale, spec = generate.display_scale(session.checkpoint.model.input_size), generate.slider_range(cat.map_xy)
     name = data.class_names.__getitem__
     if state.get("gen_for") != (session.data_key, session.ckpt_key):  # a new catalogue: start afresh
         state.update(gen_for=(session.data_key, session.ckpt_key), gen_z1=spec["start"][0], gen_z2=spec["start"][1])
         _choose(lambda: generate.random_pair(data.labels, 0, min(1, len(data.class_names) - 1), seed=0))
     (a, b), first = state.gen_pair, spec["start"]
-    for key, value in dict(gen_z1=first[0], gen_z2=first[1], gen_click_sets="A",
-                           gen_id_a=str(data.ids[a]), gen_id_b=str(data.ids[b])).items():
-        state.setdefault(key, value)  # widget values are dropped while another page is shown
-    app.remember(gen_seed=0, gen_method="linear", gen_frames=6, gen_grid_n=8)
+    app.remember(gen_z1=first[0], gen_z2=first[1], gen_click_sets="A", gen_seed=0, gen_method="linear",
+                 gen_frames=6, gen_grid_n=8)
+    for key, row in (("gen_id_a", a), ("gen_id_b", b)):  # the id boxes show the chosen pair
+        state.setdefault(key, str(data.ids[row]))
     free_tab, path_tab, grid_tab = st.tabs(["Free decoding", "Interpolation", "Manifold grid"])
     with free_tab:
         if axes[0] != "z₁":
@@ -113,8 +113,8 @@ with app.timed("generator"):  # the whole page run, sidebar included (benchmarks
         st.markdown(f"**{data.ids[a]}** ({name(data.labels[a])}) → **{data.ids[b]}** ({name(data.labels[b])}), "
                     f"{method}: {n_frames} decoded steps, then the nearest real galaxy to each")
         app.gallery(frames, [f"t = {t:.2f}" for t in ts], columns=n_frames, scale=max(1, 128 // frames.shape[1]))
-        app.gallery(model_view(data.images[path.nearest]),
-                    [describe(r, d) for r, d in zip(path.nearest, path.distances)], columns=n_frames, scale=2)
+        app.catalogue_gallery(session, path.nearest, [describe(r, d) for r, d in zip(path.nearest, path.distances)],
+                              columns=n_frames)
         c = st.columns(2)
         c[0].download_button("Strip (PNG)", lambda: generate.strip_png(frames), file_name="interpolation.png",
                              mime="image/png", key="gen_download_strip", on_click="ignore")

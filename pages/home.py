@@ -5,7 +5,6 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from galaxy_vae import app
-from galaxy_vae.data import model_view
 from galaxy_vae.quality import sample_rows
 
 PER_CLASS = 6  # sample galaxies shown per class
@@ -55,4 +54,4 @@ with app.timed("home"):
         if len(rows) == 0:
             st.caption("No galaxies of this class in the dataset.")
             continue
-        app.gallery(model_view(data.images[rows]), [str(data.ids[r]) for r in rows], columns=PER_CLASS)
+        app.catalogue_gallery(session, rows, [str(data.ids[r]) for r in rows], columns=PER_CLASS)

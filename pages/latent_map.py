@@ -4,7 +4,6 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_vae import app
-from galaxy_vae.data import model_view
 from galaxy_vae.figures import latent_map, selected_rows
 from galaxy_vae.search import neighbour_table
 
@@ -53,7 +52,7 @@ with app.timed("latent_map"):  # the whole page run, sidebar included (benchmark
     fig = latent_map(cat.map_xy, data.labels, data.class_names, data.ids, query=xy,
                      neighbours=None if neighbours is None else neighbours.indices[0],
                      background=session.map_background() if background else None,
-                     axis_names=("z₁", "z₂") if cat.vectors.shape[1] == 2 else ("PC 1", "PC 2"))
+                     axis_names=cat.axis_names)
     st.plotly_chart(fig, key="map", on_select=_on_select, selection_mode="points")
 
     if neighbours is None:
@@ -63,19 +62,14 @@ with app.timed("latent_map"):  # the whole page run, sidebar included (benchmark
     st.subheader("Query")
     if query[0] == "row":
         row = query[1]
-        st.image(app.upscale(model_view(data.images[row]), 3),
-                 caption=f"{data.ids[row]} · {data.class_names[data.labels[row]]}")
+        st.image(session.thumbnail_png(row, 3), caption=f"{data.ids[row]} · {data.class_names[data.labels[row]]}",
+                 output_format="PNG")
     else:
-        left, right = st.columns(2)
-        left.image(app.upscale(model_view(prepared.stored), 3), caption="Your picture, prepared as the catalogue is")
-        right.image(app.upscale(cat.reconstruct(prepared.stored), 3), caption="Its reconstruction by the model")
-        for note in prepared.notes:
-            st.caption(note)
-        app.warn_if_outlier(cat, prepared.stored)
+        app.show_query(cat, prepared, *st.columns(2))
 
     st.subheader(f"{k} nearest galaxies" + (" (any rotation or mirror image)" if invariant else ""))
     rows = neighbour_table(neighbours, data)
-    app.gallery(model_view(data.images[neighbours.indices[0]]),
-                [f"#{r['rank']} {r['id']} · {r['class_name']} · d={r['distance']:.3f}" for r in rows])
+    app.catalogue_gallery(session, neighbours.indices[0],
+                          [f"#{r['rank']} {r['id']} · {r['class_name']} · d={r['distance']:.3f}" for r in rows])
     st.download_button("Download neighbours (CSV)", pd.DataFrame(rows).to_csv(index=False),
                        file_name="neighbours.csv", mime="text/csv", key="download_neighbours", on_click="ignore")

@@ -5,7 +5,6 @@ import streamlit as st
 
 from galaxy_vae import app
 from galaxy_vae import lookalikes as mw
-from galaxy_vae.data import model_view
 from galaxy_vae.errors import GalaxyVAEError
 
 WIDGETS = {"query": "mw_query", "framing": "mw_framing", "k": "mw_k", "similarity": "mw_similarity",
@@ -57,10 +56,7 @@ with app.timed("milky_way"):
     c[0].image(prepared.image, caption="The picture as read", width="stretch")
     c[1].image(prepared.framing.image if prepared.framing else prepared.image, width="stretch",
                caption="Framed like the catalogue" if prepared.framing else "Framing off: the centre square is used")
-    c[2].image(app.upscale(model_view(prepared.stored), 3), caption="The query, prepared as the catalogue is")
-    c[3].image(app.upscale(cat.reconstruct(prepared.stored), 3), caption="Its reconstruction by the model")
-    st.caption(" · ".join(prepared.notes))
-    app.warn_if_outlier(cat, prepared.stored)
+    app.show_query(cat, prepared, c[2], c[3])
 
     dense_path = mw.dense_checkpoint(session.ckpt_key[0])
     ranking = session.milky_way_ranking(prepared.stored, dense_path)
@@ -73,7 +69,7 @@ with app.timed("milky_way"):
     by = c[1].selectbox("Answer chosen by", list(named), format_func=named.get, key="mw_similarity")
     answer, agree = mw.choose_answer(ranking, by), mw.agreement(ranking, k)
     c = st.columns([1, 3])
-    c[0].image(app.upscale(model_view(data.images[answer.row]), 3),
+    c[0].image(session.thumbnail_png(answer.row, 3), output_format="PNG",
                caption=f"{data.ids[answer.row]} · {data.class_names[data.labels[answer.row]]}")
     c[1].markdown(mw.describe_answer(answer, ranking, data, k) + "\n\n" + mw.describe_agreement(agree, k))
     c[1].table(pd.DataFrame(agree["overlap"], index=ranking.keys, columns=ranking.keys).style.format("{:.0%}"))
@@ -82,7 +78,7 @@ with app.timed("milky_way"):
     for key, label in zip(ranking.keys, ranking.labels):  # one row per similarity: ranks line up
         rows, caps = mw.ranking_captions(ranking, key, k, data, answer)
         st.markdown(f"**{label}** ({key})")
-        app.gallery(model_view(data.images[rows]), caps, columns=8)
+        app.catalogue_gallery(session, rows, caps, columns=8)
     st.download_button("Ranking (CSV)", pd.DataFrame(mw.ranking_rows(ranking, data, k, answer)).to_csv(index=False),
                        file_name="milky_way_ranking.csv", mime="text/csv", key="mw_download_csv", on_click="ignore")
 
@@ -103,6 +99,6 @@ with app.timed("milky_way"):
     sample_caps, nearest_caps = mw.lookalike_captions(looks, data)
     for i in range(0, n, 8):  # a row of lookalikes, then their nearest galaxies right beneath
         app.gallery(looks.images[i:i + 8], sample_caps[i:i + 8], columns=8, scale=2)
-        app.gallery(model_view(data.images[looks.nearest[i:i + 8]]), nearest_caps[i:i + 8], columns=8, scale=2)
+        app.catalogue_gallery(session, looks.nearest[i:i + 8], nearest_caps[i:i + 8], columns=8)
     st.download_button("Lookalike grid (PNG)", lambda: mw.grid_png(looks.images), file_name="milky_way_lookalikes.png",
                        mime="image/png", key="mw_download_grid", on_click="ignore")
