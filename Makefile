@@ -7,7 +7,11 @@ SAMPLE_DIR := $(SHARED)/gz1_small_eggochi
 SAMPLE := data/gz1_sample.h5
 PORT   ?= 8501
 
-.PHONY: install browser sample run test bench clean
+STATMORPH_VERSION := 0.7.2
+# statmorph's reference stamp (its own tests' data), taken from its published sdist, never committed
+STATMORPH_STAMP := tests/data/statmorph/slice.fits
+
+.PHONY: install browser sample run test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -44,11 +48,22 @@ $(SAMPLE): | install
 run: install sample
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
 
-test: install browser sample
+$(STATMORPH_STAMP): | install
+	mkdir -p $(@D)/sdist
+	$(BIN)/pip download --disable-pip-version-check -q --no-deps --no-binary statmorph -d $(@D)/sdist \
+		statmorph==$(STATMORPH_VERSION)
+	tar -xzf $(@D)/sdist/statmorph-$(STATMORPH_VERSION).tar.gz -C $(@D) --strip-components=4 \
+		statmorph-$(STATMORPH_VERSION)/statmorph/tests/data/slice.fits
+	rm -rf $(@D)/sdist
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install browser sample $(STATMORPH_STAMP) lint
 	$(BIN)/python -m pytest -q
 
 bench: install sample
-	$(BIN)/python -m galaxy_vae bench
+	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info tests/data/statmorph

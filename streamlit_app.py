@@ -1,18 +1,17 @@
-"""galaxy_vae dashboard: `streamlit run streamlit_app.py`. Wires the pages; nothing else."""
+"""galaxy_vae dashboard: `streamlit run streamlit_app.py`. Wires the pages and the shared sidebar."""
 
 import streamlit as st
+
+from galaxy_vae import app
 
 
 def run() -> None:
     st.set_page_config(page_title="galaxy_vae", page_icon=":milky_way:", layout="wide")
-    pages = [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/latent_map.py", title="Latent map", icon=":material/scatter_plot:"),
-        st.Page("pages/generator.py", title="Generator", icon=":material/tune:"),
-        st.Page("pages/milky_way.py", title="Milky Way challenge", icon=":material/star:"),
-        st.Page("pages/model_quality.py", title="Models & quality", icon=":material/analytics:"),
-    ]
-    st.navigation(pages).run()
+    page = st.navigation([st.Page(path, title=title, icon=icon, default=i == 0)
+                          for i, (path, title, icon, _) in enumerate(app.PAGES)])
+    app.follow_deep_link()
+    app.sidebar()  # dataset and model: drawn here once, so every page shares the choice
+    page.run()
 
 
 run()

@@ -10,6 +10,10 @@ A *space* turns uint8 cutouts (N, 69, 69, 3) into vectors: :class:`ModelSpace` (
 checkpoint's model) or :class:`PixelSpace` (the raw 64x64 crop, the baseline). The
 rotation/flip-invariant query embeds the 8 dihedral views of the query and keeps each galaxy's
 best distance.
+
+An upload is looked up once (:meth:`Catalogue.look_up`): one embedding (or one batch of its 8
+views) serves its neighbours, its map point, its reconstruction and whether it lies outside the
+catalogue -- the :class:`Query` the pages and the CLI show.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from functools import cached_property
 import numpy as np
 
 from galaxy_vae.checkpoints import Checkpoint
-from galaxy_vae.data import GalaxyData, model_view
-from galaxy_vae.embed import CROP, decode_latents, dihedral_views, encode_images, reconstruct
-from galaxy_vae.search import Neighbours, NeighbourIndex, pixel_features
+from galaxy_vae.data import GalaxyData
+from galaxy_vae.embed import decode_latents, encode_images, recon_errors, reconstruct_from
+from galaxy_vae.search import NeighbourIndex, Neighbours, pixel_features
+from galaxy_vae.symmetry import dihedral_views
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,7 @@ class Projection:
     axes: np.ndarray  # (2, d), orthonormal rows
 
     @classmethod
-    def fit(cls, vectors: np.ndarray) -> "Projection":
+    def fit(cls, vectors: np.ndarray) -> Projection:
         d = vectors.shape[1]
         if d == 2:
             return cls(np.zeros(2), np.eye(2))
@@ -82,6 +87,17 @@ class Projection:
     def to_latent(self, xy: np.ndarray) -> np.ndarray:
         """(..., 2) -> (..., d) float32, on the plane through the centre spanned by the axes."""
         return (self.center + np.asarray(xy, dtype=np.float64) @ self.axes).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One cutout looked up in a catalogue: everything a page or the CLI shows of it."""
+
+    vector: np.ndarray  # (d,) its embedding (the latent mean), as it is (no rotation)
+    xy: np.ndarray  # (2,) its point on the map
+    neighbours: Neighbours  # (1, k) nearest catalogue galaxies (best over the 8 views if invariant)
+    reconstruction: np.ndarray | None  # (64, 64, 3) uint8; None in a space without a decoder
+    outlier: dict  # Catalogue.outlier_report's keys
 
 
 class Catalogue:
@@ -149,19 +165,11 @@ class Catalogue:
         """(N, 2) map coordinates of every galaxy."""
         return self.projection.to_map(self.vectors)
 
-    def locate(self, image: np.ndarray) -> np.ndarray:
-        """(2,) map position of one cutout (69, 69, 3), as it is (no rotation)."""
-        return self.projection.to_map(self.space.embed(np.asarray(image)[None]))[0]
-
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Images decoded from latents (Q, d): uint8 (Q, S, S, 3) at the model's size."""
         if self.model is None:
             raise TypeError("pixel space has no decoder")
         return decode_latents(self.model, z)
-
-    def reconstruct(self, image: np.ndarray) -> np.ndarray:
-        """The model's reconstruction of one cutout (69, 69, 3) at 64x64: uint8 (64, 64, 3)."""
-        return reconstruct(self.model, np.asarray(image)[None])[0]
 
     # --- is a query like the catalogue? -------------------------------------------------------
 
@@ -176,20 +184,31 @@ class Catalogue:
         """99th percentile of the catalogue's per-galaxy reconstruction error (MSE at 64x64)."""
         return float(np.percentile(recon_errors(self.model, self.data.images), OUTLIER_PERCENTILE))
 
-    def outlier_report(self, image: np.ndarray) -> dict:
-        """How far a cutout (69, 69, 3) lies from the catalogue, against its 99th percentiles."""
-        nn = self.query_images(image, k=1)
-        report = {"nn_distance": float(nn.distances[0, 0]), "nn_threshold": self.nn_distance_threshold}
-        if self.model is not None:
-            report["recon_error"] = float(recon_errors(self.model, np.asarray(image)[None])[0])
-            report["recon_threshold"] = self.recon_error_threshold
+    def outlier_report(self, nn_distance: float, recon_error: float | None = None) -> dict:
+        """How far a cutout lies from the catalogue, against the catalogue's 99th percentiles:
+        its distance to the nearest galaxy and (models with a decoder) its reconstruction error."""
+        report = {"nn_distance": float(nn_distance), "nn_threshold": self.nn_distance_threshold}
+        if recon_error is not None:
+            report.update(recon_error=float(recon_error), recon_threshold=self.recon_error_threshold)
         report["outlier"] = report["nn_distance"] > report["nn_threshold"] or (
             report.get("recon_error", 0.0) > report.get("recon_threshold", np.inf))
         return report
 
-
-def recon_errors(model, images: np.ndarray) -> np.ndarray:
-    """Per-image mean squared error (values in [0, 1]) of the model's reconstruction at 64x64."""
-    target = model_view(images, CROP).astype(np.float32) / 255.0
-    recon = reconstruct(model, images).astype(np.float32) / 255.0
-    return ((recon - target) ** 2).reshape(len(images), -1).mean(axis=1)
+    def look_up(self, image: np.ndarray, k: int = 12, invariant: bool = False) -> Query:
+        """One cutout (69, 69, 3): embedded once (its 8 views in one batch when ``invariant``),
+        and that embedding serves the neighbours, the map point, the reconstruction and the
+        outlier report."""
+        image = np.asarray(image)
+        if invariant:
+            views = self.embed_views(image[None])[0]  # (8, d); view 0 is the cutout as it is
+            vector, neighbours = views[0], self.index.query_views(views, k)
+            nearest = float(self.index.query(vector, 1).distances[0, 0])
+        else:
+            vector = self.space.embed(image[None])[0]  # (d,)
+            neighbours = self.index.query(vector, k)
+            nearest = float(neighbours.distances[0, 0])
+        recon = err = None
+        if self.model is not None:
+            recons, errs = reconstruct_from(self.model, vector[None], image[None])
+            recon, err = recons[0], float(errs[0])
+        return Query(vector, self.projection.to_map(vector), neighbours, recon, self.outlier_report(nearest, err))

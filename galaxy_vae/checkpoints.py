@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +26,14 @@ from torch import nn
 from galaxy_vae.data import GalaxyData, select_classes
 from galaxy_vae.errors import CheckpointError
 from galaxy_vae.models import MODELS, build_model, config_dict, model_name
+from galaxy_vae.paths import CHECKPOINTS_ENV, atomic_path, checkpoint_dir, default_checkpoint
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
-DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "galaxy_vae.safetensors"
 META_KEY = "galaxy_vae"  # safetensors header key holding the JSON metadata
 FORMAT = "galaxy_vae-checkpoint/1"
 HOW_TO_GET = ("Use a checkpoint written by `python -m galaxy_vae train ... --out FILE.safetensors`, "
-              f"or one shipped in {CHECKPOINT_DIR}.")
+              f"or one shipped in the checkpoints folder (checkpoints/ or ${CHECKPOINTS_ENV}).")
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,16 +62,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
         path = path.with_name(path.name + ".safetensors")
     meta = {**meta, "model": model_name(model), "config": config_dict(model), "format": FORMAT}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh, unguessable name beside the target, renamed into place once complete.
-    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    try:
-        save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
         os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes 0600; a checkpoint is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     log.info("saved %s (%s, %.1f MB)", path, meta["model"], path.stat().st_size / 1e6)
     return path
 
@@ -163,9 +153,10 @@ def _check_state(path: Path, model: nn.Module, tensors: dict[str, torch.Tensor],
                               found=shown, fix="Retrain, or use the galaxy_vae version that wrote it.")
 
 
-def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT) -> Checkpoint:
-    """Rebuild the model stored in ``path`` (eval mode, on CPU) with its metadata."""
-    path = Path(path)
+def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
+    """Rebuild the model stored in ``path`` (default: :func:`paths.default_checkpoint`), in eval
+    mode on CPU, with its metadata."""
+    path = Path(path) if path else default_checkpoint()
     meta = read_meta(path)
     try:
         model = build_model(meta["model"], meta.get("config"))
@@ -180,11 +171,12 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT) -> Checkpoint:
     return Checkpoint(model=model, meta=meta, path=path)
 
 
-def list_checkpoints(folder: str | Path = CHECKPOINT_DIR) -> list[Path]:
-    """The .safetensors files in ``folder``, the default checkpoint first, then by name."""
-    folder = Path(folder)
+def list_checkpoints(folder: str | Path | None = None) -> list[Path]:
+    """The .safetensors files in ``folder`` (default: the checkpoints folder), the default
+    checkpoint's name first, then by name."""
+    folder = Path(folder) if folder else checkpoint_dir()
     found = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-    return sorted(found, key=lambda p: (p.resolve() != DEFAULT_CHECKPOINT.resolve(), p.name))
+    return sorted(found, key=lambda p: (p.name != default_checkpoint().name, p.name))
 
 
 def dataset_for(meta: dict, data: GalaxyData) -> GalaxyData:

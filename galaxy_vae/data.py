@@ -11,13 +11,10 @@ centre crops (:func:`model_view`), converted to float one batch at a time by the
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
@@ -25,6 +22,7 @@ from PIL import Image
 
 from galaxy_vae.errors import DataError
 from galaxy_vae.images import RESAMPLE, STORED_SIZE
+from galaxy_vae.paths import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +87,7 @@ class GalaxyData:
         per = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(c) for name, c in zip(self.class_names, per)}
 
-    def take(self, index: np.ndarray | Sequence[int]) -> "GalaxyData":
+    def take(self, index: np.ndarray | Sequence[int]) -> GalaxyData:
         """The galaxies at ``index`` (labels and names unchanged)."""
         index = np.asarray(index)
         orig = None if self.original_labels is None else self.original_labels[index]
@@ -201,21 +199,13 @@ def write_dataset(path: str | Path, images: np.ndarray, labels: np.ndarray, ids:
     labels = np.asarray(labels)
     assert images.dtype == np.uint8 and images.ndim == 4 and images.shape[-1] == 3, images.shape
     assert len(images) == len(labels) == len(ids)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name beside the target, created by h5py ("w-": fail if it exists) so the file gets
-    # the usual umask permissions; mkstemp's 0600 would make the dataset private to its writer.
-    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    try:
-        with h5py.File(tmp, "w-") as f:
-            f.create_dataset("images", data=images, chunks=(min(256, max(len(images), 1)),) + images.shape[1:])
-            f.create_dataset("ans", data=labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.int64))
-            f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
-            f.attrs["class_names"] = np.asarray(class_names, dtype=object)
-            f.attrs["source"] = source
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # h5py creates the temporary file ("w-"), so it gets the usual umask permissions
+    with atomic_path(path) as tmp, h5py.File(tmp, "w-") as f:
+        f.create_dataset("images", data=images, chunks=(min(256, max(len(images), 1)),) + images.shape[1:])
+        f.create_dataset("ans", data=labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.int64))
+        f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
+        f.attrs["class_names"] = np.asarray(class_names, dtype=object)
+        f.attrs["source"] = source
     return path
 
 
@@ -230,7 +220,7 @@ def select_classes(data: GalaxyData, keep: Sequence[int]) -> GalaxyData:
     bad = [k for k in keep if not 0 <= k < n_classes]
     if bad or len(set(keep)) != len(keep) or not keep:
         raise DataError("Cannot select classes", expected=f"distinct class numbers in 0..{n_classes - 1}",
-                        found=f"{keep}", fix=f"Pick from: " + ", ".join(
+                        found=f"{keep}", fix="Pick from: " + ", ".join(
                             f"{i} {name}" for i, name in enumerate(data.class_names)))
     base_labels = data.labels if data.original_labels is None else data.original_labels
     base_names = data.class_names if data.original_class_names is None else data.original_class_names
@@ -259,6 +249,9 @@ def open_for_search(path: str | Path, challenge: bool = True) -> GalaxyData:
     return challenge_subset(data) if challenge and data.class_names == GALAXY10_SDSS_CLASSES else data
 
 
+CROP = 64  # what every model sees: the central 64x64 of the stored 69x69 cutout (the seed's crop)
+
+
 def center_crop(images: np.ndarray, size: int) -> np.ndarray:
     """Central ``size`` x ``size`` of (..., H, W, 3) images, a view (no copy). The seed: 69 -> 64."""
     h, w = images.shape[-3], images.shape[-2]
@@ -269,7 +262,7 @@ def center_crop(images: np.ndarray, size: int) -> np.ndarray:
     return images[..., top:top + size, left:left + size, :]
 
 
-def model_view(images: np.ndarray, crop: int = 64, size: int | None = None) -> np.ndarray:
+def model_view(images: np.ndarray, crop: int = CROP, size: int | None = None) -> np.ndarray:
     """What a model sees: the central ``crop`` pixels, block-averaged down to ``size`` if smaller.
 
     uint8 in, uint8 out, (..., size, size, 3). The seed ConvVAE reads 32x32: crop 64, average 2x2.
@@ -307,15 +300,6 @@ def stratified_split(labels: np.ndarray, val_fraction: float = 0.2, seed: int = 
     val_idx = np.sort(np.concatenate(val)) if val else np.array([], dtype=np.int64)
     train_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
     return train_idx.astype(np.int64), val_idx.astype(np.int64)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def describe(data: GalaxyData) -> dict:

@@ -11,24 +11,24 @@ Everything is measured on the validation split the checkpoint was trained withou
 - ``*_morph``: the same with chirality pairs ("Spiral CW"/"Spiral ACW") counted as one class,
   since they are one morphology seen in a mirror.
 - ``recon_mse``: mean squared error of the reconstruction at 64x64, pixel values in [0, 1];
-  32x32 models are upsampled first (``embed.upsample``).
+  32x32 models are upsampled first (``embed.recon_errors`` defines it).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import torch
+import pooch
 from torch import nn
 
 from galaxy_vae.checkpoints import Checkpoint, dataset_for
-from galaxy_vae.data import GalaxyData, file_sha256, stratified_split
-from galaxy_vae.embed import (CROP, chirality_pairs, encode_images, morphology_labels,
-                              reconstruct_tensor, to_input, to_tensor)
+from galaxy_vae.data import CROP, GalaxyData, stratified_split
+from galaxy_vae.embed import encode_images, recon_errors
 from galaxy_vae.search import knn, pixel_features
+from galaxy_vae.symmetry import chirality_pairs, morphology_labels
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +73,9 @@ def retrieval_metrics(query_z: np.ndarray, query_y: np.ndarray, base_z: np.ndarr
     return out
 
 
-def reconstruction_mse(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> float:
-    """Mean squared error at 64x64 between the central crops and their reconstructions."""
-    model.eval()
-    device = next(model.parameters()).device
-    total = 0.0
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size]
-            target = to_tensor(batch, CROP)  # (B, 3, 64, 64)
-            recon = reconstruct_tensor(model, to_input(batch, model).to(device)).cpu()
-            total += float(((recon - target) ** 2).sum())
-    return total / (len(images) * 3 * CROP * CROP) if len(images) else float("nan")
+def reconstruction_mse(model: nn.Module, images: np.ndarray) -> float:
+    """Mean squared error at 64x64 between the central crops and their reconstructions (NaN for none)."""
+    return float(np.mean(recon_errors(model, images), dtype=np.float64)) if len(images) else float("nan")
 
 
 def pixel_baseline(data: GalaxyData, train_idx: np.ndarray, val_idx: np.ndarray,
@@ -139,7 +130,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, data: GalaxyData, *, k: int = K, pixel
                          pairs=meta.get("chirality_pairs"), k=k, pixel=pixel)
     same = None
     if data.path is not None and meta.get("dataset_sha256"):
-        same = file_sha256(data.path) == meta["dataset_sha256"]
+        same = pooch.file_hash(str(data.path)) == meta["dataset_sha256"]
         if not same:
             log.warning("%s is not the file %s was trained on: the validation split may overlap "
                         "its training galaxies", data.path, ckpt.path)

@@ -9,25 +9,25 @@ pooch streams into a temporary file in the target folder, checks the hash, and o
 it to the target name; on a hash mismatch, a dropped connection or Ctrl-C the temporary file is
 deleted. So a file under the target name is always a complete, verified copy.
 
-Where files go: ``--dir``, else ``$GALAXY_VAE_DATA``, else ``data/`` in the checkout.
+Where files go: ``--dir``, else ``$GALAXY_VAE_DATA``, else ``data/`` (:func:`galaxy_vae.paths.data_dir`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlparse
 
-from galaxy_vae.data import file_sha256
+import pooch
+
 from galaxy_vae.errors import FetchError
+from galaxy_vae.paths import DATA_ENV, data_dir
 
 log = logging.getLogger(__name__)
 
-ENV_VAR = "GALAXY_VAE_DATA"
 DOWNLOAD, REUSE, REFUSE = "download", "reuse", "refuse"
 
 
@@ -69,20 +69,6 @@ class FetchResult:
     action: str  # DOWNLOAD or REUSE
 
 
-def default_dir() -> Path:
-    """``data/`` in the checkout; the working directory's ``data/`` for an installed package."""
-    root = Path(__file__).resolve().parents[1]
-    return (root if (root / "pyproject.toml").is_file() else Path.cwd()) / "data"
-
-
-def data_dir(directory: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
-    """The download folder: ``directory`` if given, else ``$GALAXY_VAE_DATA``, else :func:`default_dir`."""
-    if directory:
-        return Path(directory).expanduser()
-    env = (os.environ if environ is None else environ).get(ENV_VAR, "")
-    return Path(env).expanduser() if env.strip() else default_dir()
-
-
 def decide(existing_sha256: str | None, known_sha256: str, *, replace: bool = False) -> str:
     """What to do given the hash of the file already there (None: no file). Pure.
 
@@ -112,7 +98,7 @@ def fetch_dataset(name: str, directory: str | Path | None = None, *,
     if target.exists() and not target.is_file():
         raise FetchError(f"Cannot save {remote.title} as {target}", expected="a file path",
                          found="a folder with that name", fix="Move it away or choose --dir.")
-    existing = file_sha256(target) if target.is_file() else None
+    existing = pooch.file_hash(str(target)) if target.is_file() else None
     action = decide(existing, remote.sha256, replace=replace)
     if action == REUSE:
         log.info("%s is already there and matches sha256 %s", target, remote.sha256)
@@ -126,14 +112,14 @@ def fetch_dataset(name: str, directory: str | Path | None = None, *,
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FetchError(f"Cannot create the download folder {target.parent}", expected="a writable folder",
-                         found=f"{type(exc).__name__}: {exc}", fix=f"Choose another with --dir or ${ENV_VAR}.") from exc
+                         found=f"{type(exc).__name__}: {exc}",
+                         fix=f"Choose another with --dir or ${DATA_ENV}.") from exc
     _download(remote, target, progress=progress, timeout=timeout)
     return FetchResult(target, DOWNLOAD)
 
 
 def _download(remote: Remote, target: Path, *, progress: bool, timeout: float) -> None:
     """pooch download into ``target`` (temporary file, hash check, move); errors -> FetchError."""
-    import pooch
     import requests
 
     host = urlparse(remote.url).netloc or remote.url

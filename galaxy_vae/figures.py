@@ -1,6 +1,6 @@
-"""Plotly figures for the pages: the latent map, small maps for the generator, training curves.
-
-Pure functions: arrays in, a ``go.Figure`` out; no streamlit here. The latent map's contract with
+"""Plotly figures for the pages: the latent map, the interpolation path, training curves, the
+confusion matrix. Pure functions: arrays in, a ``go.Figure`` out; pixels and image bytes live in
+:mod:`galaxy_vae.raster`, no streamlit here. The latent map's contract with
 the pages: every galaxy point carries its global row in ``customdata`` (Plotly's point indices are
 per trace). Neighbour rings carry the rows they cover (a click on a ring selects its galaxy); the
 query star, which may mark an uploaded picture, carries none, so :func:`selected_rows` ignores it.
@@ -15,52 +15,17 @@ Plotly's cost per trace, not per point, dominates there.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from PIL import Image, ImageDraw
 
-# Colour-blind-safe qualitative palette (CARTO "Safe"), assigned by class position and cycled.
-PALETTE = ("#88CCEE", "#CC6677", "#DDCC77", "#117733", "#332288", "#AA4499",
-           "#44AA99", "#999933", "#882255", "#661100", "#6699CC", "#888888")
-QUERY_COLOR = "#FFD700"  # gold star: visible over every class colour
-NEIGHBOUR_COLOR = "#E8384F"
+from galaxy_vae.raster import NEIGHBOUR_COLOR, PALETTE, QUERY_COLOR, class_colors, data_uri
+
 GALAXY_META = "galaxies"  # trace.meta of selectable galaxy traces; others are markers only
 MARGIN = dict(l=10, r=10, t=30, b=10)
-
-
-def class_colors(class_names: Sequence[str]) -> dict[str, str]:
-    """Class name -> hex colour, by position in ``class_names``, the same on every figure."""
-    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(class_names)}
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 -> PNG file contents (display, downloads, layout images).
-
-    Compression level 1: half the time of PIL's default (1.9 vs 4 ms at 256x256, measured) for
-    ~20 % larger files, which matters on the generator's slider path.
-    """
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def png_data_uri(image: np.ndarray) -> str:
-    """(H, W, 3) uint8 -> "data:image/png;base64,..." for a Plotly layout image (cache it)."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-def jpeg_data_uri(image: np.ndarray, quality: int = 85) -> str:
-    """(H, W, 3) uint8 -> "data:image/jpeg;base64,...": for large, faint layout images, where
-    lossless PNG of noisy sky would weigh megabytes in every figure update (cache it)."""
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
@@ -143,8 +108,8 @@ def latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[st
 
     ``query``: a (2,) point drawn as a gold star; ``neighbours``: (k,) row indices ringed, nearest
     first (hover gives the rank). ``background``: (mosaic uint8 (H, W, 3) or its
-    :func:`png_data_uri`, extent (x0, x1, y0, y1)) drawn faintly under the points; pass the
-    cached data URI on reruns to skip PNG encoding.
+    :func:`raster.data_uri`, extent (x0, x1, y0, y1)) drawn faintly under the points; pass the
+    cached data URI on reruns to skip encoding.
     """
     latents = np.asarray(latents)
     assert latents.ndim == 2 and latents.shape[1] == 2, latents.shape
@@ -168,7 +133,7 @@ def add_background(fig: go.Figure, image: np.ndarray | str, extent: Sequence[flo
                    opacity: float = 0.35) -> go.Figure:
     """Stretch an image over data coordinates extent = (x0, x1, y0, y1), beneath the points."""
     x0, x1, y0, y1 = (float(v) for v in extent)
-    source = image if isinstance(image, str) else png_data_uri(image)
+    source = image if isinstance(image, str) else data_uri(image)
     fig.add_layout_image(source=source, xref="x", yref="y", x=x0, y=y1, sizex=x1 - x0, sizey=y1 - y0,
                          xanchor="left", yanchor="top", sizing="stretch", opacity=opacity, layer="below")
     return fig
@@ -188,86 +153,6 @@ def selected_rows(selection: Mapping | None) -> list[int]:
         if value is not None and int(value) not in rows:
             rows.append(int(value))
     return rows
-
-
-def latent_bounds(latents: np.ndarray, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """(lo, hi) per axis of (N, d) latents, widened by ``margin`` of the range on each side."""
-    latents = np.asarray(latents, dtype=float)
-    lo, hi = latents.min(axis=0), latents.max(axis=0)
-    pad = np.maximum(hi - lo, 1e-6) * margin
-    return lo - pad, hi + pad
-
-
-def latent_grid_points(lo: Sequence[float], hi: Sequence[float], n: int) -> np.ndarray:
-    """(n*n, 2) cell centres of an n x n grid over [lo, hi], rows from the top (high z2) down.
-
-    Decoding these and tiling them with :func:`mosaic` gives an image whose extent is exactly
-    (lo[0], hi[0], lo[1], hi[1]), oriented like the map (z1 to the right, z2 up).
-    """
-    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
-    assert n >= 1 and lo.shape == hi.shape == (2,), (n, lo, hi)
-    frac = (np.arange(n) + 0.5) / n
-    xs = lo[0] + frac * (hi[0] - lo[0])
-    ys = (lo[1] + frac * (hi[1] - lo[1]))[::-1]  # image rows go down, z2 goes up
-    gx, gy = np.meshgrid(xs, ys)  # (n, n) each, row-major
-    return np.column_stack([gx.ravel(), gy.ravel()])
-
-
-def mosaic(images: np.ndarray, n: int) -> np.ndarray:
-    """(n*n, S, S, 3) uint8 in row-major order -> (n*S, n*S, 3) uint8 tiled image."""
-    images = np.asarray(images)
-    assert len(images) == n * n, (len(images), n)
-    s_h, s_w, ch = images.shape[1:]
-    # (n, n, S, S, 3) -> (n, S, n, S, 3): grid row, pixel row, grid column, pixel column
-    return images.reshape(n, n, s_h, s_w, ch).transpose(0, 2, 1, 3, 4).reshape(n * s_h, n * s_w, ch)
-
-
-def upscale(image: np.ndarray, factor: int) -> np.ndarray:
-    """Nearest-neighbour enlargement of (..., S, S, C) uint8 by an integer ``factor``: crisp pixels."""
-    factor = int(factor)
-    assert factor >= 1, factor
-    return np.repeat(np.repeat(np.asarray(image), factor, axis=-3), factor, axis=-2)
-
-
-def raster_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-               extent: Sequence[float], size: int = 224) -> np.ndarray:
-    """Every galaxy as a class-coloured dot on a dark (size, size, 3) uint8 image over ``extent``
-    (x0, x1, y0, y1), z1 to the right and z2 up. Build it once per catalogue; :func:`mark_map` then
-    draws the generator's point on a copy in well under a millisecond, where a Plotly map costs
-    ~6 ms per slider move whatever its number of points.
-    """
-    x0, x1, y0, y1 = (float(v) for v in extent)
-    latents = np.asarray(latents, dtype=float)
-    col = np.round((latents[:, 0] - x0) / (x1 - x0) * (size - 1)).astype(int)
-    row = np.round((y1 - latents[:, 1]) / (y1 - y0) * (size - 1)).astype(int)
-    inside = (col >= 0) & (col < size) & (row >= 0) & (row < size)
-    palette = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in class_colors(class_names).values()],
-                       dtype=np.uint8)
-    image = np.full((size, size, 3), 18, dtype=np.uint8)
-    for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):  # 2x2 dots, later rows drawn over earlier ones
-        r, c = np.minimum(row[inside] + dr, size - 1), np.minimum(col[inside] + dc, size - 1)
-        image[r, c] = palette[np.asarray(labels)[inside] % len(palette)]
-    return image
-
-
-def mark_map(image: np.ndarray, extent: Sequence[float], point: Sequence[float],
-             nearest: Sequence[float] | None = None) -> np.ndarray:
-    """A copy of a :func:`raster_map` with ``point`` as a gold cross-hair and ``nearest`` ringed."""
-    x0, x1, y0, y1 = (float(v) for v in extent)
-    size = image.shape[0]
-
-    def pixel(z):
-        return ((float(z[0]) - x0) / (x1 - x0) * (size - 1), (y1 - float(z[1])) / (y1 - y0) * (size - 1))
-
-    out = Image.fromarray(np.asarray(image, dtype=np.uint8))
-    draw = ImageDraw.Draw(out)
-    if nearest is not None:
-        cx, cy = pixel(nearest)
-        draw.ellipse((cx - 7, cy - 7, cx + 7, cy + 7), outline=NEIGHBOUR_COLOR, width=2)
-    cx, cy = pixel(point)
-    draw.line((cx - 10, cy, cx + 10, cy), fill=QUERY_COLOR, width=2)
-    draw.line((cx, cy - 10, cx, cy + 10), fill=QUERY_COLOR, width=2)
-    return np.asarray(out)
 
 
 def interpolation_path(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],

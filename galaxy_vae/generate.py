@@ -1,5 +1,5 @@
 """Galaxies from the latent space: interpolation between two galaxies, points and paths located on
-the map with their nearest real galaxy, and the strip / GIF exports of the generator page.
+the map with their nearest real galaxy, the map's extent and grids over it.
 
     two latent means a, b (d,) --lerp | slerp at ts (T,)--> latents (T, d) --Catalogue.decode--> images
                                           |
@@ -13,16 +13,13 @@ full latent space; only the map shows the path projected onto the two principal 
 
 from __future__ import annotations
 
-import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from galaxy_vae.catalogue import Catalogue
 from galaxy_vae.errors import DataError
-from galaxy_vae.figures import latent_bounds, png_bytes, upscale
 
 PARALLEL_EPS = 1e-6  # angles (radians) closer than this to 0 or pi count as parallel / opposite
 ZERO_NORM = 1e-12  # a latent shorter than this has no direction
@@ -124,6 +121,37 @@ def frame_ts(n: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, int(n))
 
 
+# --- the map's extent --------------------------------------------------------------------------
+
+def latent_bounds(latents: np.ndarray, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) per axis of (N, d) latents, widened by ``margin`` of the range on each side."""
+    latents = np.asarray(latents, dtype=float)
+    lo, hi = latents.min(axis=0), latents.max(axis=0)
+    pad = np.maximum(hi - lo, 1e-6) * margin
+    return lo - pad, hi + pad
+
+
+def map_extent(map_xy: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1) of the map: the range its galaxies occupy plus a margin."""
+    lo, hi = latent_bounds(map_xy)
+    return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
+
+
+def latent_grid_points(lo: Sequence[float], hi: Sequence[float], n: int) -> np.ndarray:
+    """(n*n, 2) cell centres of an n x n grid over [lo, hi], rows from the top (high y) down.
+
+    Decoding these and tiling them n a row (:func:`raster.tile`) gives an image whose extent is
+    exactly (lo[0], hi[0], lo[1], hi[1]), oriented like the map (x to the right, y up).
+    """
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    assert n >= 1 and lo.shape == hi.shape == (2,), (n, lo, hi)
+    frac = (np.arange(n) + 0.5) / n
+    xs = lo[0] + frac * (hi[0] - lo[0])
+    ys = (lo[1] + frac * (hi[1] - lo[1]))[::-1]  # image rows go down, y goes up
+    gx, gy = np.meshgrid(xs, ys)  # (n, n) each, row-major
+    return np.column_stack([gx.ravel(), gy.ravel()])
+
+
 # --- points and paths on the map ----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -210,44 +238,3 @@ def random_pair(labels: np.ndarray, class_a: int, class_b: int, seed: int = 0,
         raise DataError(f"No second galaxy of class {name(class_b)}", expected="a galaxy other than the first",
                         found="no other galaxy of the class", fix="Choose another class.")
     return row_a, int(rng.choice(rows_b))
-
-
-# --- exports ------------------------------------------------------------------------------------
-
-def display_scale(size: int, target: int = 192) -> int:
-    """Integer enlargement that brings a (size x size) image close to ``target`` pixels.
-
-    192 by default: large enough to see a decoded galaxy's structure, and its PNG costs ~1.3 ms
-    on the slider path where 256 px costs ~1.9 ms (measured).
-    """
-    return max(1, int(target) // int(size))
-
-
-def strip(images: np.ndarray, scale: int = 1, gap: int = 0) -> np.ndarray:
-    """Frames (T, S, S, 3) uint8 side by side: (S*scale, T*S*scale + (T-1)*gap, 3), black gaps."""
-    frames = upscale(np.asarray(images, dtype=np.uint8), scale)  # (T, S', S', 3)
-    t, s, _, ch = frames.shape
-    out = np.zeros((s, t * s + (t - 1) * gap, ch), dtype=np.uint8)
-    for i, frame in enumerate(frames):
-        out[:, i * (s + gap):i * (s + gap) + s] = frame
-    return out
-
-
-def strip_png(images: np.ndarray, scale: int = 2, gap: int = 4) -> bytes:
-    """The strip of :func:`strip` as PNG file contents."""
-    return png_bytes(strip(images, scale, gap))
-
-
-def gif_bytes(images: np.ndarray, scale: int = 2, frame_ms: int = 300) -> bytes:
-    """Frames (T, S, S, 3) uint8 as an animated GIF looping forever, ``frame_ms`` per frame.
-
-    GIF merges consecutive identical frames into one (their times add up), so T distinct frames
-    give T frames; an interpolation between identical galaxies gives one.
-    """
-    frames = [Image.fromarray(f) for f in upscale(np.asarray(images, dtype=np.uint8), scale)]
-    if not frames:
-        raise ValueError("a GIF needs at least one frame")
-    buf = io.BytesIO()
-    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=int(frame_ms),
-                   loop=0, disposal=1)
-    return buf.getvalue()

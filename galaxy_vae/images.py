@@ -30,13 +30,14 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from galaxy_vae.errors import ImageError
-from galaxy_vae.framing import CATALOGUE_EXTENT, Framing, frame_to
+from galaxy_vae.extent import CATALOGUE_EXTENT
+from galaxy_vae.framing import Framing, frame_to
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +45,22 @@ STORED_SIZE = 69  # Galaxy10 SDSS stores 69x69 cutouts
 GZ_CROP_FRACTION = 207 / 424  # Galaxy10 keeps the central 207 px of the 424 px Galaxy Zoo frame
 RESAMPLE = Image.Resampling.BOX  # area averaging: Galaxy10's 3x downscale, exact for integer ratios
 
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")  # decoders allowed (JPEG includes MPO)
+# The one list of accepted pictures: PIL decoder -> (name for people, file extensions). The
+# uploader's type filter, every "save it as ..." message and the CLI all read it.
+PICTURE_TYPES = {"JPEG": ("JPEG", ("jpg", "jpeg")), "PNG": ("PNG", ("png",)), "WEBP": ("WebP", ("webp",)),
+                 "GIF": ("GIF", ("gif",)), "TIFF": ("TIFF", ("tif", "tiff")), "BMP": ("BMP", ("bmp",))}
+FORMATS = tuple(PICTURE_TYPES)  # decoders allowed (JPEG includes MPO)
+UPLOAD_EXTENSIONS = [ext for _, exts in PICTURE_TYPES.values() for ext in exts]
 MAX_PIXELS = 40_000_000  # 40 megapixels: a large camera photo; more is refused before decoding
 MIN_SIDE = 8  # px: below this no galaxy shape survives (the stored cutout is 69 px)
 MAX_ASPECT = 10.0  # longer/shorter side: beyond it the centre square keeps < 10 % of the picture
 # what PIL raises on broken or hostile files (struct/zlib/Index errors come from malformed headers)
 PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError,
               struct.error, zlib.error, Image.DecompressionBombError, Image.DecompressionBombWarning)
-KNOWN_FORMATS = "JPEG, PNG, WebP, GIF, TIFF or BMP"
+_NAMES = [name for name, _ in PICTURE_TYPES.values()]
+KNOWN_FORMATS = ", ".join(_NAMES[:-1]) + " or " + _NAMES[-1]  # "JPEG, PNG, WebP, GIF, TIFF or BMP"
 
-Source = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
+Source = str | Path | bytes | bytearray | memoryview | BinaryIO
 
 
 @dataclass(frozen=True, eq=False)
@@ -305,7 +312,7 @@ def prepare_upload(source: Source, *, framing: str = "auto", target_fraction: fl
 
     ``framing="auto"`` pads or crops around the galaxy first so that its half-light radius covers
     ``target_fraction`` of the frame, as in the catalogue; pass the dataset's own
-    ``framing.catalogue_extent(data.images)``. Without one, ``CATALOGUE_EXTENT`` (measured on
+    ``extent.catalogue_extent(data.images)``. Without one, ``CATALOGUE_EXTENT`` (measured on
     the offline SDSS sample) is used. ``framing="none"`` takes the plain centre square.
     """
     if framing not in ("auto", "none"):

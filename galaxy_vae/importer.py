@@ -11,10 +11,10 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -60,7 +60,8 @@ def read_labels(csv_path: str | Path) -> dict[str, int]:
                 if lineno == 1:
                     continue  # header
                 raise DataError(f"Cannot read labels {csv_path}", expected="an integer label",
-                                found=f"line {lineno}: {value!r}", fix="Labels are class numbers 0, 1, 2, ...") from None
+                                found=f"line {lineno}: {value!r}",
+                                fix="Labels are class numbers 0, 1, 2, ...") from None
     if not labels:
         raise DataError(f"Cannot read labels {csv_path}", expected="at least one id,label row",
                         found="no rows", fix="Check the file is the label CSV.")
@@ -110,7 +111,8 @@ def import_folder(folder: str | Path, labels_csv: str | Path, out: str | Path,
     class_names = tuple(class_names) if class_names else tuple(f"class {i}" for i in range(n_classes))
     if len(class_names) < n_classes:
         raise DataError(f"Cannot import {folder}", expected=f"{n_classes} class names (labels 0..{n_classes - 1})",
-                        found=f"{len(class_names)}: {', '.join(class_names)}", fix="Pass one --class-names entry per label.")
+                        found=f"{len(class_names)}: {', '.join(class_names)}",
+                        fix="Pass one --class-names entry per label.")
 
     workers = workers or min(os.cpu_count() or 1, 8)
     jobs = [(str(p), galaxy_zoo_frame) for p in labelled]

@@ -5,7 +5,7 @@
                                 autoencoder, raw pixels), each to depth POOL
                              --choose_answer--> Answer (one galaxy, and why) ; agreement(k)
     query cutout --posterior--> (mu, sigma) --sample_latents(T, n, seed)--> z (n, d)
-                 --Catalogue.decode / index.query / classifier head--> Lookalikes --grid_png--> PNG
+                 --Catalogue.decode / index.query / classifier head--> Lookalikes
 
 The answer rule. Similarities measure different things and none is trusted over the others, so the
 default answer is the *consensus*: every galaxy gets its rank (1 = nearest) under each similarity,
@@ -27,38 +27,24 @@ from the chi distribution with d degrees of freedom truncated at T (inverse CDF)
 from __future__ import annotations
 
 import math
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from scipy.special import gammainc, gammaincinv
 
 from galaxy_vae.catalogue import Catalogue
-from galaxy_vae.checkpoints import CHECKPOINT_DIR, REPO_ROOT
 from galaxy_vae.data import GalaxyData
 from galaxy_vae.embed import encode_dist_images
 from galaxy_vae.errors import CheckpointError
-from galaxy_vae.figures import mosaic, png_bytes, upscale
 from galaxy_vae.search import Neighbours, neighbour_table
 
-MILKY_WAY_ENV = "GALAXY_VAE_MILKY_WAY"  # overrides where the NASA face-on Milky Way is read from
-MILKY_WAY_DEFAULT = REPO_ROOT.parent / "shared" / "data" / "milky_way" / "milky-way-face-on.webp"
-DENSE_AE_CHECKPOINT = CHECKPOINT_DIR / "seed_dense_ae.safetensors"  # the 64-D similarity
 POOL = 100  # ranks counted per similarity for the consensus answer (whatever k is shown)
 CONSENSUS = "consensus"
 CONSENSUS_LABEL = "Consensus of all similarities (best summed rank)"
 DEFAULT_TEMPERATURE = 2.0  # |e| <= 2: 86 % of a 2-D posterior's mass, its tails cut
-GRID_SCALE = 2  # the lookalike grid PNG enlarges each decoded galaxy 2x (crisp pixels)
-
-
-def milky_way_path(environ: Mapping[str, str] | None = None) -> Path | None:
-    """The face-on Milky Way picture ($GALAXY_VAE_MILKY_WAY, else the shared data folder); None if absent."""
-    env = (os.environ if environ is None else environ).get(MILKY_WAY_ENV, "").strip()
-    path = Path(env).expanduser() if env else MILKY_WAY_DEFAULT
-    return path if path.is_file() else None
+DEFAULT_SAMPLES = 16  # lookalikes drawn by default (a 4 x 4 grid), on the page and in the CLI
 
 
 # --- the ranking --------------------------------------------------------------------------------
@@ -84,12 +70,6 @@ def similarities(model: Catalogue, pixels: Catalogue | None = None,
     if pixels is not None:
         sims.append(Similarity("pixels", pixels.space.label, pixels))
     return sims
-
-
-def dense_checkpoint(selected: str | Path, path: Path | None = None) -> Path | None:
-    """The 64-D autoencoder's checkpoint when it exists and is not already the selected model."""
-    path = DENSE_AE_CHECKPOINT if path is None else Path(path)
-    return path if path.is_file() and path.resolve() != Path(selected).resolve() else None
 
 
 @dataclass(frozen=True)
@@ -163,27 +143,6 @@ def agreement(ranking: Ranking, k: int) -> dict:
             "in_all": sorted(set.intersection(*sets)) if sets else []}
 
 
-def describe_agreement(agree: dict, k: int) -> str:
-    """:func:`agreement` in one sentence (Markdown)."""
-    return (f"**Agreement:** two similarities share on average {agree['mean_overlap']:.0%} of their top {k}; "
-            f"{len(agree['in_all'])} galaxies are in every top {k}.")
-
-
-def describe_answer(answer: Answer, ranking: Ranking, data: GalaxyData, k: int) -> str:
-    """The answer in one plain sentence (Markdown)."""
-    label = int(data.labels[answer.row])
-    named = dict(zip(ranking.keys, ranking.labels))
-    ranks = "; ".join(f"#{r} under {named[key]}" if r else f"beyond #{ranking.indices.shape[1]} under {named[key]}"
-                      for key, r in answer.ranks.items())
-    if answer.by == CONSENSUS:
-        why = f"the best summed rank over all {len(ranking.keys)} similarities"
-    else:
-        why = f"the nearest galaxy under {named[answer.by]}"
-    in_top = sum(1 for r in answer.ranks.values() if r and r <= k)
-    return (f"**{data.ids[answer.row]}** ({data.class_names[label]}), chosen as {why}. "
-            f"It ranks {ranks}: in the top {k} of {in_top} of {len(ranking.keys)} similarities.")
-
-
 def ranking_rows(ranking: Ranking, data: GalaxyData, k: int, answer: Answer | None = None) -> list[dict]:
     """The top k of every similarity as CSV-ready rows: similarity, the neighbour_table columns, answer."""
     out = []
@@ -192,15 +151,6 @@ def ranking_rows(ranking: Ranking, data: GalaxyData, k: int, answer: Answer | No
             out.append({"similarity": key, "similarity_label": label, **row,
                         "answer": answer is not None and row["index"] == answer.row})
     return out
-
-
-def ranking_captions(ranking: Ranking, key: str, k: int, data: GalaxyData,
-                     answer: Answer | None = None) -> tuple[np.ndarray, list[str]]:
-    """Rows (k,) of similarity ``key``'s top k and their captions "key #rank id · class · d=…" (★: the answer)."""
-    rows = neighbour_table(ranking.top(key, k), data)
-    return np.array([r["index"] for r in rows], dtype=np.int64), [
-        f"{key} #{r['rank']} {r['id']} · {r['class_name']} · d={r['distance']:.4g}"
-        + (" ★" if answer is not None and r["index"] == answer.row else "") for r in rows]
 
 
 # --- lookalikes ---------------------------------------------------------------------------------
@@ -280,71 +230,3 @@ def sample_lookalikes(cat: Catalogue, image: np.ndarray, n: int = 16,
     names = tuple(cat.space.checkpoint.meta.get("class_names") or cat.data.class_names)
     return Lookalikes(post, z, cat.decode(z), found.indices[:, 0], found.distances[:, 0],
                       predicted, probability, names)
-
-
-def lookalike_captions(looks: Lookalikes, data: GalaxyData) -> tuple[list[str], list[str]]:
-    """Captions of each lookalike (predicted class and probability) and of its nearest real galaxy."""
-    names = looks.class_names
-    samples = [f"lookalike {i + 1} · predicted {names[c]} ({p:.0%})"
-               for i, (c, p) in enumerate(zip(looks.predicted, looks.probability))]
-    nearest = [f"nearest to {i + 1}: {data.ids[r]} · {data.class_names[data.labels[r]]} · d={d:.3g}"
-               for i, (r, d) in enumerate(zip(looks.nearest, looks.distances))]
-    return samples, nearest
-
-
-def grid_shape(n: int) -> tuple[int, int]:
-    """(rows, columns) of the lookalike grid: as square as possible, filled row by row."""
-    cols = math.ceil(math.sqrt(n))
-    return math.ceil(n / cols), cols
-
-
-def grid_image(images: np.ndarray, scale: int = GRID_SCALE) -> np.ndarray:
-    """(n, S, S, 3) uint8 -> (rows*S*scale, cols*S*scale, 3), row-major, empty cells black."""
-    images = np.asarray(images, dtype=np.uint8)
-    rows, cols = grid_shape(len(images))
-    cells = np.zeros((cols * cols,) + images.shape[1:], dtype=np.uint8)  # mosaic tiles a square
-    cells[:len(images)] = images
-    return upscale(mosaic(cells, cols)[:rows * images.shape[1]], scale)
-
-
-def grid_png(images: np.ndarray, scale: int = GRID_SCALE) -> bytes:
-    """The lookalike grid as PNG file contents."""
-    return png_bytes(grid_image(images, scale))
-
-
-# --- the page's state in its URL ----------------------------------------------------------------
-
-# name in the URL -> (default, allowed choices or (lo, hi) bounds). A link carries these, so a
-# copied URL reproduces the view (an upload cannot travel in a link: "upload" asks for it again).
-PAGE_PARAMS: dict[str, tuple] = {
-    "query": ("milky_way", ("milky_way", "upload")),
-    "framing": (True, ("none", "auto")),  # the framing switch; "auto"/"none" in the URL
-    "k": (8, (1, 24)),
-    "similarity": (CONSENSUS, (CONSENSUS, "latent", "dense_ae", "invariant", "pixels")),
-    "temperature": (DEFAULT_TEMPERATURE, (0.0, 5.0)),
-    "n": (16, (1, 64)),
-    "seed": (0, (0, 2**31 - 1)),
-}
-
-
-def _parse(text: str | None, default, allowed):
-    """One URL value as the type of its default; the default when missing or not allowed."""
-    if isinstance(default, (bool, str)):
-        return default if text not in allowed else bool(allowed.index(text)) if isinstance(default, bool) else text
-    try:
-        number = round(float(text), 1) if isinstance(default, float) else int(text)  # 0.1: the slider's step
-    except (TypeError, ValueError):
-        return default
-    return number if allowed[0] <= number <= allowed[1] else default
-
-
-def read_params(params: Mapping[str, str]) -> dict:
-    """Page state from URL query parameters: each valid value, else its default (never raises)."""
-    return {name: _parse(params.get(name), *spec) for name, spec in PAGE_PARAMS.items()}
-
-
-def write_params(state: Mapping) -> dict[str, str]:
-    """URL query parameters for page state (the inverse of read_params)."""
-    return {name: (allowed[int(bool(state[name]))] if isinstance(default, bool)  # "none"/"auto"
-                   else f"{float(state[name]):g}" if isinstance(default, float) else str(state[name]))
-            for name, (default, allowed) in PAGE_PARAMS.items()}

@@ -7,7 +7,8 @@ All models share one contract, so embedding, search and the app never ask which 
     forward(x) -> dict of named outputs: recon, mu (+ logvar, z, logits for the VAEs)
 
 ``S`` is the model's ``input_size`` (64, or 32 for the seed ConvVAE) and ``d`` its ``latent_dim``.
-Each model keeps its dataclass ``config``; ``build_model(name, asdict(config))`` rebuilds it.
+Each model keeps its dataclass ``config``; ``build_model(name, asdict(config))`` rebuilds it. A
+model joins the registry (what checkpoints rebuild from) by one decorator, ``@register(name, Config)``.
 
 - :class:`DenseAutoencoder` — the seed's Keras autoencoder: Flatten -> Dense(64) -> Dense(12288).
 - :class:`ConvVAE` — the seed's convolutional VAE, same module names and shapes, on 32x32 inputs.
@@ -17,12 +18,24 @@ Each model keeps its dataclass ``config``; ``build_model(name, asdict(config))``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+MODELS: dict[str, type] = {}  # registry name -> model class (each with its config class as .Config)
+
+
+def register(name: str, config: type) -> Callable[[type], type]:
+    """Class decorator: add a model to the registry under ``name``, built from dataclass ``config``."""
+    def add(cls: type) -> type:
+        cls.registry_name, cls.Config = name, config
+        MODELS[name] = cls
+        return cls
+    return add
 
 
 def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -73,6 +86,7 @@ class DenseAutoencoderConfig:
     code_size: int = 64  # the seed's code length
 
 
+@register("dense_ae", DenseAutoencoderConfig)
 class DenseAutoencoder(nn.Module):
     """The seed's Keras autoencoder: Flatten -> Linear(12288, 64); Linear(64, 12288) -> reshape.
 
@@ -119,6 +133,7 @@ class ConvVAEConfig:
     n_classes: int = 6  # classifier outputs, one per class of the training set
 
 
+@register("conv_vae", ConvVAEConfig)
 class ConvVAE(_VAEMixin, nn.Module):
     """The seed's ConvVAE: module names, shapes and 159,937 parameters exactly as it printed.
 
@@ -186,6 +201,7 @@ class GalaxyVAEConfig:
     head_hidden: int = 32  # class head: latent -> hidden -> classes (0 = a linear head)
 
 
+@register("galaxy_vae", GalaxyVAEConfig)
 class GalaxyVAE(_VAEMixin, nn.Module):
     """Conv VAE at 64x64 with BatchNorm, SiLU and a class head on the 2-D latent.
 
@@ -270,24 +286,19 @@ def _fold_batchnorm(stack: nn.Sequential) -> nn.Sequential:
 
 # --- registry -----------------------------------------------------------------------------------
 
-MODELS: dict[str, type] = {"dense_ae": DenseAutoencoder, "conv_vae": ConvVAE, "galaxy_vae": GalaxyVAE}
-CONFIGS: dict[str, type] = {"dense_ae": DenseAutoencoderConfig, "conv_vae": ConvVAEConfig,
-                            "galaxy_vae": GalaxyVAEConfig}
-
-
 def model_name(model: nn.Module) -> str:
     """The registry name of ``model`` (the key a checkpoint stores)."""
-    for name, cls in MODELS.items():
-        if type(model) is cls:
-            return name
-    raise KeyError(f"{type(model).__name__} is not in the model registry")
+    name = getattr(type(model), "registry_name", None)
+    if MODELS.get(name) is not type(model):
+        raise KeyError(f"{type(model).__name__} is not in the model registry")
+    return name
 
 
 def make_config(name: str, config: dict | None = None):
     """The dataclass config of model ``name`` from a plain dict (e.g. JSON); unknown keys refused."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    cls = CONFIGS[name]
+    cls = MODELS[name].Config
     config = dict(config or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(config) - known)

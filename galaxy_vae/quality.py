@@ -14,15 +14,15 @@ Nothing here trains: every figure comes from a checkpoint's weights and metadata
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from galaxy_vae.checkpoints import Checkpoint, dataset_for
-from galaxy_vae.data import GalaxyData, model_view, stratified_split
-from galaxy_vae.embed import CROP, encode_images, reconstruct
+from galaxy_vae.data import CROP, GalaxyData, model_view, stratified_split
+from galaxy_vae.embed import encode_images, reconstruct
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.evaluate import evaluate_checkpoint
 
@@ -110,7 +110,7 @@ def validation_examples(ckpt: Checkpoint, data: GalaxyData, per_class: int = 3, 
     out = []
     for name, rows in zip(val.class_names, sample_rows(val.labels, len(val.class_names), per_class, seed)):
         images = val.images[rows]
-        recon = reconstruct(ckpt.model, images) if len(rows) else np.empty((0, CROP, CROP, 3), np.uint8)
+        recon = reconstruct(ckpt.model, images)[0] if len(rows) else np.empty((0, CROP, CROP, 3), np.uint8)
         out.append(ClassExamples(name, [str(i) for i in val.ids[rows]], np.ascontiguousarray(model_view(images, CROP)),
                                  recon))
     return out

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from threadpoolctl import ThreadpoolController  # installed with scikit-learn
 
-from galaxy_vae.data import GalaxyData, model_view
+from galaxy_vae.data import CROP, GalaxyData, model_view
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def knn(queries: np.ndarray, base: np.ndarray, k: int, chunk: int = 256) -> tupl
         q = queries[start:start + chunk]
         # |q - b|^2 = |q|^2 + |b|^2 - 2 q.b, clipped at 0 against rounding
         d2 = np.maximum(np.einsum("qd,qd->q", q, q)[:, None] + base_sq[None, :] - 2.0 * q @ base.T, 0.0)
-        part = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < len(base) else np.tile(np.arange(len(base)), (len(q), 1))
+        everything = np.tile(np.arange(len(base)), (len(q), 1))
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < len(base) else everything
         order = np.lexsort((part, np.take_along_axis(d2, part, axis=1)), axis=1)
         idx = np.take_along_axis(part, order, axis=1)
         index[start:start + len(q)] = idx
@@ -74,7 +75,7 @@ class Neighbours:
     indices: np.ndarray  # (Q, k) int64 rows of the indexed data
 
 
-def pixel_features(images: np.ndarray, crop: int = 64) -> np.ndarray:
+def pixel_features(images: np.ndarray, crop: int = CROP) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, crop*crop*3) float32 in [0, 1]: the pixels a model is fed.
 
     Uses :func:`galaxy_vae.data.model_view`, so pixel search sees the same central crop, scaled
@@ -173,8 +174,7 @@ class NeighbourIndex:
     def _brute(self, z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top k for (Q, V, d) queries, each row's distance the minimum over its V views."""
         # One BLAS thread: these products are memory-bound, and on shared cores (several app
-        # sessions, a 2-core machine) OpenBLAS's spinning threads were measured stalling a 1 ms
-        # product for ~380 ms. Switching costs ~0.03 ms.
+        # sessions) OpenBLAS's spinning threads can stall a 1 ms product for hundreds of ms.
         with _blas().limit(limits=1, user_api="blas"):
             return self._brute_blocks(z, k)
 

@@ -9,7 +9,7 @@
 
 Galaxies have no "up": with ``augment`` every image is shown in one of its 8 dihedral views,
 drawn afresh each step. A mirrored view of a clockwise spiral is an anticlockwise one, so
-mirrored views swap the labels of chirality pairs (``embed.chirality_pairs``); rotations keep them.
+mirrored views swap the labels of chirality pairs (``symmetry.chirality_pairs``); rotations keep them.
 
 Runs are seeded: the same config on the same CPU reproduces the same weights. Ctrl-C ends the
 loop after the current step; the caller still gets a usable model, marked ``interrupted``.
@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pooch
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -34,44 +35,22 @@ from tqdm.auto import tqdm
 
 import galaxy_vae
 from galaxy_vae.checkpoints import save_checkpoint
-from galaxy_vae.data import (GalaxyData, file_sha256, model_view, open_dataset, open_for_search, select_classes,
-                             stratified_split)
-from galaxy_vae.embed import BATCH, CROP, chirality_pairs, mirror_label_map
+from galaxy_vae.configs import TrainConfig, default_config
+from galaxy_vae.data import (
+    CROP,
+    GalaxyData,
+    model_view,
+    open_dataset,
+    open_for_search,
+    select_classes,
+    stratified_split,
+)
+from galaxy_vae.embed import BATCH
 from galaxy_vae.evaluate import evaluate_model, retrieval_metrics
 from galaxy_vae.models import build_model
+from galaxy_vae.symmetry import chirality_pairs, mirror_label_map
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 40  # passes over the training split
-    batch_size: int = 128  # images per optimiser step
-    lr: float = 3e-3  # peak AdamW learning rate (after warmup, then cosine decay to 0)
-    warmup: float = 0.05  # fraction of steps spent warming the learning rate up
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay
-    beta: float = 1.0  # weight of the KL term (VAEs)
-    class_weight: float = 30.0  # weight of the class head's cross-entropy: the map separates classes
-    class_balance: float = 1.0  # class weights (1/count)**this: 0 = plain CE, 1 = fully balanced
-    augment: bool = True  # a random rotation/flip of every image at every step
-    chirality_pairs: list | None = None  # mirror-image class pairs; None = found from class names
-    seed: int = 0  # initial weights, batch order, augmentation and sampling noise
-    split_seed: int = 0  # the stratified train/validation split
-    val_fraction: float = 0.2  # share of each class held out for validation
-    eval_every: int = 1  # epochs between validation retrieval metrics (loss is every epoch)
-    device: str | None = None  # "cuda" / "cpu"; None = the GPU when there is one
-
-
-# The seed models as they were trained: plain losses, no augmentation.
-SEED_DEFAULTS = dict(epochs=30, lr=1e-3, warmup=0.0, weight_decay=0.0, class_weight=1.0,
-                     class_balance=0.0, augment=False)
-MODEL_DEFAULTS: dict[str, dict] = {"dense_ae": SEED_DEFAULTS, "conv_vae": SEED_DEFAULTS, "galaxy_vae": {}}
-
-
-def default_config(model: str, **overrides) -> TrainConfig:
-    """The training config for registry model ``model``, with ``overrides`` (None values ignored)."""
-    cfg = replace(TrainConfig(), **MODEL_DEFAULTS.get(model, {}))
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass
@@ -104,7 +83,7 @@ def augment(x: torch.Tensor, y: torch.Tensor, mirror: torch.Tensor,
     """Each image in a random one of its 8 dihedral views; mirrored ones get mirrored labels.
 
     x (B, 3, S, S), y (B,) -> new tensors (the inputs are not modified). View v as in
-    ``embed.dihedral_views``: mirror left-right when v >= 4, then rotate v % 4 quarter turns.
+    ``symmetry.dihedral_views``: mirror left-right when v >= 4, then rotate v % 4 quarter turns.
     """
     views = torch.randint(0, 8, (len(x),), generator=generator)
     x_out, y_out = x.clone(), y.clone()
@@ -276,7 +255,7 @@ def train_model(model: str, data_path: str | Path, out: str | Path, cfg: TrainCo
     else:
         metrics = evaluate_model(net, data, split_seed=cfg.split_seed, val_fraction=cfg.val_fraction, pairs=pairs)
     meta = {
-        "dataset": Path(data_path).name, "dataset_sha256": file_sha256(data_path),
+        "dataset": Path(data_path).name, "dataset_sha256": pooch.file_hash(str(data_path)),
         "class_names": list(data.class_names), "class_subset": subset,
         "split_seed": cfg.split_seed, "val_fraction": cfg.val_fraction, "chirality_pairs": cfg.chirality_pairs,
         "n_train": len(train), "n_val": len(val), "train_config": asdict(cfg), "metrics": metrics,

@@ -3,14 +3,13 @@
 import streamlit as st
 
 from galaxy_vae import app, generate
+from galaxy_vae.captions import galaxy_caption
 from galaxy_vae.errors import GalaxyVAEError
-from galaxy_vae.figures import interpolation_path, mark_map, png_bytes, selected_rows
+from galaxy_vae.figures import interpolation_path, selected_rows
+from galaxy_vae.raster import gif_bytes, grid_png, mark_map, png_bytes
 
 state = st.session_state
-
-
-def describe(row: int, dist: float) -> str:
-    return f"{data.ids[row]} · {name(data.labels[row])} · d={dist:.3f}"
+KEEP = dict(persist_state="session")  # page widgets keep their values across page switches
 
 
 def _choose(how) -> None:
@@ -28,103 +27,84 @@ def _on_click() -> None:
     _choose(lambda: pair)
 
 
-def show(point: generate.LatentPoints, caption: str, c: list) -> tuple:
-    """The decoded point (PNG: crisp pixels) in column c[0], the nearest real galaxy in c[1]."""
-    image, row = png_bytes(app.upscale(cat.decode(point.latents)[0], scale)), point.nearest[0]
-    c[0].image(image, caption=caption, output_format="PNG")
-    c[1].image(session.thumbnail_png(row), caption=f"Nearest real galaxy: {describe(row, point.distances[0])}",
-               output_format="PNG")  # already PNG: "auto" would re-encode it as JPEG
-    return image, row
-
-
 @st.fragment
 def free_decoding() -> None:
-    with app.timed("generator_fragment"):
-        app.remember(gen_z1=spec["start"][0], gen_z2=spec["start"][1])  # fragment reruns see the moves
-        c = st.columns(2)
-        x, y = (c[i].slider(axes[i], spec["lo"][i], spec["hi"][i], step=spec["step"][i], format=spec["format"][i],
-                            key=f"gen_z{i + 1}") for i in range(2))
-        point, c = generate.map_point(cat, (x, y)), st.columns([1, 1, 1.4])
-        image, row = show(point, f"Decoded at ({spec['format'][0] % x}, {spec['format'][1] % y})", c)
-        c[0].download_button("Decoded image (PNG)", image, file_name="decoded.png",
-                             mime="image/png", key="gen_download_point", on_click="ignore")
-        base, extent = session.raster_map()  # every galaxy, drawn once; only the marks change
-        c[2].image(png_bytes(mark_map(base, extent, point.xy[0], cat.map_xy[row])), output_format="PNG",
-                   caption="The decoded point (+) and its nearest galaxy (o) on the map")
+    c = st.columns(2)
+    x, y = (c[i].slider(axes[i], spec["lo"][i], spec["hi"][i], step=spec["step"][i], format=spec["format"][i],
+                        key=f"gen_z{i + 1}", **KEEP) for i in range(2))
+    point, c = generate.map_point(cat, (x, y)), st.columns([1, 1, 1.4])
+    where = f"({spec['format'][0] % x}, {spec['format'][1] % y})"
+    image = app.decoded_beside_nearest(session, point, f"Decoded at {where}", c)
+    c[0].download_button("Decoded image (PNG)", image, file_name="decoded.png", mime="image/png",
+                         key="gen_download_point", on_click="ignore")
+    base, extent = session.raster_map()  # every galaxy, drawn once; only the marks change
+    c[2].image(png_bytes(mark_map(base, extent, point.xy[0], cat.map_xy[point.nearest[0]])), output_format="PNG",
+               caption="The decoded point (+) and its nearest galaxy (o) on the map")
 
 
 @st.fragment
 def step_at_t(a: int, b: int, method: str) -> None:
-    with app.timed("generator_t_fragment"):
-        app.remember(gen_t=0.5)  # in the fragment: its reruns are the only runs that see a new t
-        t = st.slider("t (0 = galaxy A, 1 = galaxy B)", 0.0, 1.0, step=0.01, key="gen_t")
-        show(generate.path_between(cat, a, b, [t], method), f"Decoded at t = {t:.2f}", st.columns(2))
+    t = st.slider("t (0 = galaxy A, 1 = galaxy B)", 0.0, 1.0, 0.5, step=0.01, key="gen_t", **KEEP)
+    app.decoded_beside_nearest(session, generate.path_between(cat, a, b, [t], method), f"Decoded at t = {t:.2f}",
+                               st.columns(2))
 
 
-with app.timed("generator"):  # the whole page run, sidebar included (benchmarks)
-    st.title("Generator")
-    st.caption("Move through the model's latent space and see what it decodes: any point, any step between two "
-               "galaxies, or a grid over the whole map. Each decoded galaxy is shown beside the nearest real one.")
-    session = app.sidebar()
-    cat, data = session.catalogue, session.data
-    axes = cat.axis_names
-    scale, spec = generate.display_scale(session.checkpoint.model.input_size), generate.slider_range(cat.map_xy)
-    name = data.class_names.__getitem__
-    if state.get("gen_for") != (session.data_key, session.ckpt_key):  # a new catalogue: start afresh
-        state.update(gen_for=(session.data_key, session.ckpt_key), gen_z1=spec["start"][0], gen_z2=spec["start"][1])
-        _choose(lambda: generate.random_pair(data.labels, 0, min(1, len(data.class_names) - 1), seed=0))
-    (a, b), first = state.gen_pair, spec["start"]
-    app.remember(gen_z1=first[0], gen_z2=first[1], gen_click_sets="A", gen_seed=0, gen_method="linear",
-                 gen_frames=6, gen_grid_n=8)
-    for key, row in (("gen_id_a", a), ("gen_id_b", b)):  # the id boxes show the chosen pair
-        state.setdefault(key, str(data.ids[row]))
-    free_tab, path_tab, grid_tab = st.tabs(["Free decoding", "Interpolation", "Manifold grid"])
-    with free_tab:
-        if axes[0] != "z₁":
-            st.caption(f"{cat.vectors.shape[1]}-D latent: the sliders move along its two principal directions.")
-        free_decoding()
-    with path_tab:
-        c, classes = st.columns([3, 3, 2]), list(range(len(data.class_names)))
-        by_id = lambda: tuple(generate.find_row(data.ids, state[k]) for k in ("gen_id_a", "gen_id_b"))  # noqa: E731
-        c[0].text_input("Galaxy A (id)", key="gen_id_a", on_change=_choose, args=(by_id,))
-        c[1].text_input("Galaxy B (id)", key="gen_id_b", on_change=_choose, args=(by_id,))
-        c[2].radio("A click on the map sets galaxy", ["A", "B"], horizontal=True, key="gen_click_sets")
-        c = st.columns([3, 3, 1, 1], vertical_alignment="bottom")
-        c[0].selectbox("Random A from", classes, format_func=name, key="gen_class_a")
-        c[1].selectbox("Random B from", classes, index=min(1, len(classes) - 1), format_func=name, key="gen_class_b")
-        c[2].number_input("Seed", 0, 2**31 - 1, key="gen_seed")
-        c[3].button("Random pair", key="gen_random", on_click=_choose, args=(lambda: generate.random_pair(
-            data.labels, state.gen_class_a, state.gen_class_b, int(state.gen_seed), data.class_names),))
-        if state.gen_error:
-            st.error(state.gen_error)
-        c = st.columns(2)
-        method = c[0].radio("Interpolation", ["linear", "spherical"], horizontal=True, key="gen_method",
-                            help="Spherical turns the direction at constant speed while the length changes linearly.")
-        n_frames = c[1].slider("Frames in the strip", 2, 12, key="gen_frames")
-        (a, b), ts = state.gen_pair, generate.frame_ts(n_frames)
-        path = generate.path_between(cat, a, b, ts, method)
-        left, right = st.columns([3, 2])
-        left.plotly_chart(interpolation_path(cat.map_xy, data.labels, data.class_names, path.xy,
-                                             cat.map_xy[path.nearest], axis_names=axes),
-                          key="gen_path_map", on_select=_on_click, selection_mode="points")
-        with right:
-            step_at_t(a, b, method)
-        frames = cat.decode(path.latents)
-        st.markdown(f"**{data.ids[a]}** ({name(data.labels[a])}) → **{data.ids[b]}** ({name(data.labels[b])}), "
-                    f"{method}: {n_frames} decoded steps, then the nearest real galaxy to each")
-        app.gallery(frames, [f"t = {t:.2f}" for t in ts], columns=n_frames, scale=max(1, 128 // frames.shape[1]))
-        app.catalogue_gallery(session, path.nearest, [describe(r, d) for r, d in zip(path.nearest, path.distances)],
-                              columns=n_frames)
-        c = st.columns(2)
-        c[0].download_button("Strip (PNG)", lambda: generate.strip_png(frames), file_name="interpolation.png",
-                             mime="image/png", key="gen_download_strip", on_click="ignore")
-        c[1].download_button("Animation (GIF)", lambda: generate.gif_bytes(frames), file_name="interpolation.gif",
-                             mime="image/gif", key="gen_download_gif", on_click="ignore")
-    with grid_tab:
-        n = st.slider("Grid size (n x n)", 3, 20, key="gen_grid_n")
-        grid, extent, shown = session.manifold(n)
-        st.image(shown,
-                 caption=f"Decoded on an {n} x {n} grid: {axes[0]} {extent[0]:.3g} → {extent[1]:.3g} rightwards, "
-                         f"{axes[1]} {extent[2]:.3g} → {extent[3]:.3g} upwards", output_format="PNG")
-        st.download_button("Grid (PNG)", lambda: png_bytes(grid), file_name="manifold.png", mime="image/png",
-                           key="gen_download_grid", on_click="ignore")
+session = app.session()
+st.title("Generator")
+st.caption("Move through the model's latent space and see what it decodes: any point, any step between two "
+           "galaxies, or a grid over the whole map. Each decoded galaxy is shown beside the nearest real one.")
+cat, data, axes = session.catalogue, session.data, session.catalogue.axis_names
+spec = generate.slider_range(cat.map_xy)
+if state.get("gen_for") != (session.data_key, session.ckpt_key):  # a new catalogue: start afresh
+    state.update(gen_for=(session.data_key, session.ckpt_key), gen_z1=spec["start"][0], gen_z2=spec["start"][1])
+    _choose(lambda: generate.random_pair(data.labels, 0, min(1, len(data.class_names) - 1), seed=0))
+free_tab, path_tab, grid_tab = st.tabs(["Free decoding", "Interpolation", "Manifold grid"])
+with free_tab:
+    if axes[0] != "z₁":
+        st.caption(f"{cat.vectors.shape[1]}-D latent: the sliders move along its two principal directions.")
+    free_decoding()
+with path_tab:
+    c, classes = st.columns([3, 3, 2]), list(range(len(data.class_names)))
+    by_id = lambda: tuple(generate.find_row(data.ids, state[k]) for k in ("gen_id_a", "gen_id_b"))
+    for i, end in enumerate("AB"):
+        c[i].text_input(f"Galaxy {end} (id)", key=f"gen_id_{end.lower()}", on_change=_choose, args=(by_id,), **KEEP)
+    c[2].radio("A click on the map sets galaxy", ["A", "B"], horizontal=True, key="gen_click_sets", **KEEP)
+    c = st.columns([3, 3, 1, 1], vertical_alignment="bottom")
+    for i, end in enumerate("AB"):
+        c[i].selectbox(f"Random {end} from", classes, index=min(i, len(classes) - 1), key=f"gen_class_{end.lower()}",
+                       format_func=data.class_names.__getitem__, **KEEP)
+    c[2].number_input("Seed", 0, 2**31 - 1, key="gen_seed", **KEEP)
+    c[3].button("Random pair", key="gen_random", on_click=_choose, args=(lambda: generate.random_pair(
+        data.labels, state.gen_class_a, state.gen_class_b, int(state.gen_seed), data.class_names),))
+    if state.gen_error:
+        st.error(state.gen_error)
+    c = st.columns(2)
+    method = c[0].radio("Interpolation", ["linear", "spherical"], horizontal=True, key="gen_method", **KEEP,
+                        help="Spherical turns the direction at constant speed while the length changes linearly.")
+    n_frames = c[1].slider("Frames in the strip", 2, 12, 6, key="gen_frames", **KEEP)
+    (a, b), ts = state.gen_pair, generate.frame_ts(n_frames)
+    path = generate.path_between(cat, a, b, ts, method)
+    left, right = st.columns([3, 2])
+    left.plotly_chart(interpolation_path(cat.map_xy, data.labels, data.class_names, path.xy, cat.map_xy[path.nearest],
+                                         axis_names=axes), key="gen_path_map", on_select=_on_click,
+                      selection_mode="points")
+    with right:
+        step_at_t(a, b, method)
+    frames = cat.decode(path.latents)
+    st.text(f"{galaxy_caption(data, a)} → {galaxy_caption(data, b)}, {method}: {n_frames} decoded steps, "
+            "then the nearest real galaxy to each")
+    app.gallery(frames, [f"t = {t:.2f}" for t in ts], columns=n_frames, scale=max(1, 128 // frames.shape[1]))
+    nearest = [galaxy_caption(data, r, d) for r, d in zip(path.nearest, path.distances)]
+    app.catalogue_gallery(session, path.nearest, nearest, columns=n_frames)
+    c = st.columns(2)
+    c[0].download_button("Strip (PNG)", lambda: grid_png(frames, 2, len(frames), gap=2),
+                         file_name="interpolation.png", mime="image/png", key="gen_download_strip", on_click="ignore")
+    c[1].download_button("Animation (GIF)", lambda: gif_bytes(frames), file_name="interpolation.gif",
+                         mime="image/gif", key="gen_download_gif", on_click="ignore")
+with grid_tab:
+    n = st.slider("Grid size (n x n)", 3, 20, 8, key="gen_grid_n", **KEEP)
+    grid, extent, shown = session.manifold(n)
+    st.image(shown, output_format="PNG", caption=f"Decoded on an {n} x {n} grid: {axes[0]} {extent[0]:.3g} → "
+             f"{extent[1]:.3g} rightwards, {axes[1]} {extent[2]:.3g} → {extent[3]:.3g} upwards")
+    st.download_button("Grid (PNG)", lambda: png_bytes(grid), file_name="manifold.png", mime="image/png",
+                       key="gen_download_grid", on_click="ignore")

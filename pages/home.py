@@ -2,56 +2,42 @@
 
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
 from galaxy_vae import app
 from galaxy_vae.quality import sample_rows
 
 PER_CLASS = 6  # sample galaxies shown per class
-# In the order a newcomer uses them; paths are relative to streamlit_app.py, which registers them.
-PAGES = [("pages/latent_map.py", "Latent map", ":material/scatter_plot:",
-          "every galaxy placed by the model; click one, or upload a picture, to see its neighbours"),
-         ("pages/generator.py", "Generator", ":material/tune:",
-          "decode any point of the latent space, or every step between two galaxies"),
-         ("pages/milky_way.py", "Milky Way challenge", ":material/star:",
-          "the catalogue galaxies most like our Milky Way, and generated lookalikes"),
-         ("pages/model_quality.py", "Models & quality", ":material/analytics:",
-          "how each model was trained, and how well each similarity retrieves galaxies of the same class")]
 
+session = app.session()
 st.title("galaxy_vae")
-with app.timed("home"):
-    st.markdown(
-        "**The Milky Way challenge.** We cannot photograph our own galaxy from outside, so which galaxy of a "
-        "real survey looks most like it? galaxy_vae learns a compact latent space of galaxy images, finds the "
-        "catalogue galaxies nearest to a face-on picture of the Milky Way, and generates new lookalikes.")
-    session = app.sidebar()
-    data = session.data
+st.markdown(
+    "**The Milky Way challenge.** We cannot photograph our own galaxy from outside, so which galaxy of a "
+    "real survey looks most like it? galaxy_vae learns a compact latent space of galaxy images, finds the "
+    "catalogue galaxies nearest to a face-on picture of the Milky Way, and generates new lookalikes.")
+data = session.data
 
-    st.header("Where to go")
-    for path, title, icon, what in PAGES:
-        try:  # page_link needs the page registered by st.navigation (streamlit_app.py)
-            st.page_link(path, label=f"**{title}**: {what}", icon=icon)
-        except StreamlitPageNotFoundError:  # this page run on its own: no registered pages to link to
-            st.markdown(f"- **{title}**: {what}")
+st.header("Where to go")
+for path, title, icon, what in app.PAGES[1:]:
+    st.page_link(path, label=f"**{title}**: {what}", icon=icon)
 
-    st.header("The dataset")
-    st.markdown(f"**{data.name}**: {len(data):,} galaxies, {data.images.shape[1]}×{data.images.shape[2]} pixels "
-                f"in colour, {len(data.class_names)} classes. {data.source}")
-    counts = data.counts()
-    st.dataframe(pd.DataFrame({"class": list(counts), "galaxies": list(counts.values()),
-                               "share": [c / len(data) for c in counts.values()]}),
-                 hide_index=True, key="home_counts", width="content",
-                 column_config={"share": st.column_config.NumberColumn(format="percent")})
-    st.markdown(
-        "**Credits.** Images: the Sloan Digital Sky Survey (SDSS). Labels: Galaxy Zoo volunteers "
-        "(Lintott et al. 2008, 2011). The 69×69 cutout recipe and the Galaxy10 SDSS and DECaLS datasets: "
-        "astroNN's Galaxy10 (Leung & Bovy). The face-on Milky Way: NASA/GSFC Scientific Visualization Studio.")
+st.header("The dataset")
+st.markdown(f"**{data.name}**: {len(data):,} galaxies, {data.images.shape[1]}×{data.images.shape[2]} pixels "
+            f"in colour, {len(data.class_names)} classes. {data.source}")
+counts = data.counts()
+st.dataframe(pd.DataFrame({"class": list(counts), "galaxies": list(counts.values()),
+                           "share": [c / len(data) for c in counts.values()]}),
+             hide_index=True, key="home_counts", width="content",
+             column_config={"share": st.column_config.NumberColumn(format="percent")})
+st.markdown(
+    "**Credits.** Images: the Sloan Digital Sky Survey (SDSS). Labels: Galaxy Zoo volunteers "
+    "(Lintott et al. 2008, 2011). The 69×69 cutout recipe and the Galaxy10 SDSS and DECaLS datasets: "
+    "astroNN's Galaxy10 (Leung & Bovy). The face-on Milky Way: NASA/GSFC Scientific Visualization Studio.")
 
-    st.header("Sample galaxies")
-    st.caption(f"{PER_CLASS} galaxies of each class, the same ones on every visit, at the 64×64 the models see.")
-    for name, rows in zip(data.class_names, sample_rows(data.labels, len(data.class_names), PER_CLASS)):
-        st.subheader(f"{name} ({counts[name]:,})")
-        if len(rows) == 0:
-            st.caption("No galaxies of this class in the dataset.")
-            continue
-        app.catalogue_gallery(session, rows, [str(data.ids[r]) for r in rows], columns=PER_CLASS)
+st.header("Sample galaxies")
+st.caption(f"{PER_CLASS} galaxies of each class, the same ones on every visit, at the 64×64 the models see.")
+for name, rows in zip(data.class_names, sample_rows(data.labels, len(data.class_names), PER_CLASS)):
+    st.subheader(f"{name} ({counts[name]:,})")
+    if len(rows) == 0:
+        st.caption("No galaxies of this class in the dataset.")
+        continue
+    app.catalogue_gallery(session, rows, [str(data.ids[r]) for r in rows], columns=PER_CLASS)

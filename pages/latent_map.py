@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_vae import app
+from galaxy_vae.captions import galaxy_caption, neighbour_captions
 from galaxy_vae.figures import latent_map, selected_rows
 from galaxy_vae.search import neighbour_table
 
@@ -21,55 +22,46 @@ def _on_upload() -> None:
     st.session_state.map_query = ("upload",) if st.session_state.get("map_upload") else None
 
 
-with app.timed("latent_map"):  # the whole page run, sidebar included (benchmarks)
-    st.title("Latent map")
-    st.caption("Each point is a galaxy placed by the model's latent mean; similar galaxies lie close together. "
-               "Click a galaxy, or upload a picture, to see its nearest neighbours.")
-    session = app.sidebar()
-    cat = session.catalogue
-    data = cat.data
-    st.session_state.map_data_key = session.data_key
-    app.remember(k=12, invariant=False, framing=True, background=False)
-    c1, c2, c3, c4 = st.columns(4)
-    k = c1.slider("Neighbours (k)", 1, 48, key="k")
-    invariant = c2.toggle("Rotation/flip invariant", key="invariant",
-                          help="Compare all 8 rotations and mirror images of the query; keep each galaxy's best match.")
-    framing = c3.toggle("Auto framing of uploads", key="framing",
-                        help="Pad or crop an upload so its galaxy fills as much of the frame as catalogue galaxies do.")
-    background = c4.toggle("Decoded galaxies behind the map", key="background")
-    prepared = app.upload("Upload a galaxy picture (jpg, png, webp, gif, tif)", "map_upload", session,
-                          framing=framing, on_change=_on_upload)
+session = app.session()
+st.title("Latent map")
+st.caption("Each point is a galaxy placed by the model's latent mean; similar galaxies lie close together. "
+           "Click a galaxy, or upload a picture, to see its nearest neighbours.")
+cat = session.catalogue
+data = cat.data
+st.session_state.map_data_key = session.data_key
+c1, c2, c3, c4 = st.columns(4)
+k = c1.slider("Neighbours (k)", 1, 48, 12, key="k", persist_state="session", bind="query-params")
+invariant = c2.toggle("Rotation/flip invariant", key="invariant", persist_state="session", bind="query-params",
+                      help="Compare all 8 rotations and mirror images of the query; keep each galaxy's best match.")
+framing = c3.toggle("Auto framing of uploads", True, key="framing", persist_state="session", bind="query-params",
+                    help="Pad or crop an upload so its galaxy fills as much of the frame as catalogue galaxies do.")
+background = c4.toggle("Decoded galaxies behind the map", key="background", persist_state="session")
+prepared = app.upload("Upload a galaxy picture", "map_upload", session, framing=framing, on_change=_on_upload)
 
-    query = st.session_state.map_query
-    neighbours = xy = None
-    if query and query[0] == "upload" and prepared is not None:
-        neighbours = cat.query_images(prepared.stored, k, invariant)
-        xy = cat.locate(prepared.stored)
-    elif query and query[0] == "row" and query[-1] == session.data_key:
-        neighbours = cat.query_rows([query[1]], k, invariant)
-        xy = cat.map_xy[query[1]]
+choice, query = st.session_state.map_query, None
+neighbours = xy = None
+if choice and choice[0] == "upload" and prepared is not None:
+    query = app.look_up(cat, prepared, k, invariant)
+    neighbours, xy = query.neighbours, query.xy
+elif choice and choice[0] == "row" and choice[-1] == session.data_key:
+    neighbours, xy = cat.query_rows([choice[1]], k, invariant), cat.map_xy[choice[1]]
 
-    fig = latent_map(cat.map_xy, data.labels, data.class_names, data.ids, query=xy,
-                     neighbours=None if neighbours is None else neighbours.indices[0],
-                     background=session.map_background() if background else None,
-                     axis_names=cat.axis_names)
-    st.plotly_chart(fig, key="map", on_select=_on_select, selection_mode="points")
+fig = latent_map(cat.map_xy, data.labels, data.class_names, data.ids, query=xy,
+                 neighbours=None if neighbours is None else neighbours.indices[0],
+                 background=session.map_background() if background else None, axis_names=cat.axis_names)
+st.plotly_chart(fig, key="map", on_select=_on_select, selection_mode="points")
 
-    if neighbours is None:
-        st.info("Click a galaxy on the map, or upload a picture, to see its nearest neighbours.")
-        st.stop()
+if neighbours is None:
+    st.info("Click a galaxy on the map, or upload a picture, to see its nearest neighbours.")
+    st.stop()
 
-    st.subheader("Query")
-    if query[0] == "row":
-        row = query[1]
-        st.image(session.thumbnail_png(row, 3), caption=f"{data.ids[row]} · {data.class_names[data.labels[row]]}",
-                 output_format="PNG")
-    else:
-        app.show_query(cat, prepared, *st.columns(2))
+st.subheader("Query")
+if query is None:
+    st.image(session.thumbnail_png(choice[1], 3), caption=galaxy_caption(data, choice[1]), output_format="PNG")
+else:
+    app.show_query(query, prepared, *st.columns(2))
 
-    st.subheader(f"{k} nearest galaxies" + (" (any rotation or mirror image)" if invariant else ""))
-    rows = neighbour_table(neighbours, data)
-    app.catalogue_gallery(session, neighbours.indices[0],
-                          [f"#{r['rank']} {r['id']} · {r['class_name']} · d={r['distance']:.3f}" for r in rows])
-    st.download_button("Download neighbours (CSV)", pd.DataFrame(rows).to_csv(index=False),
-                       file_name="neighbours.csv", mime="text/csv", key="download_neighbours", on_click="ignore")
+st.subheader(f"{k} nearest galaxies" + (" (any rotation or mirror image)" if invariant else ""))
+app.catalogue_gallery(session, neighbours.indices[0], neighbour_captions(neighbours, data))
+st.download_button("Download neighbours (CSV)", pd.DataFrame(neighbour_table(neighbours, data)).to_csv(index=False),
+                   file_name="neighbours.csv", mime="text/csv", key="download_neighbours", on_click="ignore")

@@ -5,77 +5,76 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_vae import app
-from galaxy_vae.embed import chirality_pairs
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.figures import confusion_matrix_figure, loss_curves
 from galaxy_vae.models import count_parameters
 from galaxy_vae.quality import METRICS, loss_history, training_summary
+from galaxy_vae.symmetry import chirality_pairs
 
 PER_CLASS = 3  # validation galaxies shown per class
 NUMBER = st.column_config.NumberColumn
 LABELS = {"precision_at_10": "precision@10", "macro_precision_at_10": "macro precision@10",
           "precision_at_10_morph": "precision@10 morph", "macro_precision_at_10_morph": "macro precision@10 morph"}
 
+session = app.session()
 st.title("Models & quality")
-with app.timed("model_quality"):
-    session = app.sidebar()
-    ckpt, data = session.checkpoint, session.data
-    meta, model = ckpt.meta, ckpt.model
-    st.caption(f"`{ckpt.path.name}`: {type(model).__name__}, {model.latent_dim}-D latent, "
-               f"{count_parameters(model):,} parameters. Every figure below is computed on galaxies the "
-               "model never saw in training (its validation split); nothing here retrains anything.")
+ckpt, data = session.checkpoint, session.data
+meta, model = ckpt.meta, ckpt.model
+st.caption(f"`{ckpt.path.name}`: {type(model).__name__}, {model.latent_dim}-D latent, "
+           f"{count_parameters(model):,} parameters. Every figure below is computed on galaxies the "
+           "model never saw in training (its validation split); nothing here retrains anything.")
 
-    st.header("How it was trained")
-    if meta.get("command"):
-        st.code(meta["command"], language="bash", wrap_lines=True)
-    else:
-        st.info("This checkpoint does not record the command that trained it.")
-    with st.expander("Training configuration and metadata"):
-        st.json(training_summary(meta))
-    st.plotly_chart(loss_curves(loss_history(meta.get("history"))), key="loss_curves")
-    st.caption("Loss terms per epoch: training (solid) and validation (dashed). recon: squared error summed over "
-               "pixels; kl: divergence from the prior; class: the class head's weighted cross-entropy.")
+st.header("How it was trained")
+if meta.get("command"):
+    st.code(meta["command"], language="bash", wrap_lines=True)
+else:
+    st.info("This checkpoint does not record the command that trained it.")
+with st.expander("Training configuration and metadata"):
+    st.json(training_summary(meta))
+st.plotly_chart(loss_curves(loss_history(meta.get("history"))), key="loss_curves")
+st.caption("Loss terms per epoch: training (solid) and validation (dashed). recon: squared error summed over "
+           "pixels; kl: divergence from the prior; class: the class head's weighted cross-entropy.")
 
-    try:
-        examples, cm = app.validation_reconstructions(session, PER_CLASS), app.confusion(session)
-    except GalaxyVAEError as exc:  # a checkpoint trained on other classes than this dataset's
-        st.error(str(exc))
-        st.stop()
+try:
+    examples, cm = session.validation_examples(PER_CLASS), session.confusion()
+except GalaxyVAEError as exc:  # a checkpoint trained on other classes than this dataset's
+    st.error(str(exc))
+    st.stop()
 
-    st.header("Reconstructions")
-    st.caption(f"{PER_CLASS} validation galaxies of each class (64×64 crop) beside the model's reconstruction.")
-    for ex in examples:
-        st.subheader(ex.class_name)
-        if not ex.ids:
-            st.caption("No validation galaxies of this class.")
-            continue
-        images, captions = ex.interleaved()
-        app.gallery(images, captions, columns=2 * PER_CLASS)
+st.header("Reconstructions")
+st.caption(f"{PER_CLASS} validation galaxies of each class (64×64 crop) beside the model's reconstruction.")
+for ex in examples:
+    st.subheader(ex.class_name)
+    if not ex.ids:
+        st.caption("No validation galaxies of this class.")
+        continue
+    images, captions = ex.interleaved()
+    app.gallery(images, captions, columns=2 * PER_CLASS)
 
-    st.header("Class head on the validation split")
-    if cm is None:
-        st.info(f"{type(model).__name__} has no classifier head (it learns to reconstruct only), so it has no "
-                "confusion matrix; its latent space is still judged by retrieval below.")
-    else:
-        st.plotly_chart(confusion_matrix_figure(cm, data.class_names), key="confusion")
-        st.caption("Rows: true class; columns: the class the head reads from the latent. Colour: share of the row.")
+st.header("Class head on the validation split")
+if cm is None:
+    st.info(f"{type(model).__name__} has no classifier head (it learns to reconstruct only), so it has no "
+            "confusion matrix; its latent space is still judged by retrieval below.")
+else:
+    st.plotly_chart(confusion_matrix_figure(cm, data.class_names), key="confusion")
+    st.caption("Rows: true class; columns: the class the head reads from the latent. Colour: share of the row.")
 
-    st.header("Retrieval quality of every checkpoint")
-    rows, problems = app.quality_table(session)
-    counts = data.counts()
-    largest = max(counts, key=counts.get)
-    pairs = [f"{data.class_names[a]} and {data.class_names[b]}" for a, b in chirality_pairs(data.class_names)]
-    st.markdown(
-        f"Precision@10: the share of a validation galaxy's 10 nearest training galaxies that share its class. "
-        f"{largest} is {counts[largest] / len(data):.0%} of {data.name}, so plain precision mostly measures "
-        f"{largest} galaxies; **macro** precision averages per class first, and is the figure that tells models apart.")
-    st.markdown(f"The *morph* figures count {' and '.join(pairs)} as one class: one morphology seen in a mirror."
-                if pairs else "This dataset has no mirror-image classes, so the *morph* figures equal the strict ones.")
-    st.caption("recon_mse: mean squared error at 64×64, pixel values in [0, 1]. "
-               "The pixel baseline searches the raw 64×64 crops with the same neighbours and split.")
-    st.dataframe(pd.DataFrame(rows).set_index("checkpoint"), key="quality_table",
-                 column_config={**{m: NUMBER(LABELS.get(m, m), format="%.3f") for m in METRICS},
-                                "recon_mse": NUMBER("recon MSE", format="%.5f"),
-                                "latent_dim": NUMBER("latent dim"), "n_val": NUMBER("validation galaxies")})
-    for problem in problems:
-        st.warning(problem)
+st.header("Retrieval quality of every checkpoint")
+rows, problems = session.quality_table()
+counts = data.counts()
+largest = max(counts, key=counts.get)
+pairs = [f"{data.class_names[a]} and {data.class_names[b]}" for a, b in chirality_pairs(data.class_names)]
+st.markdown(
+    f"Precision@10: the share of a validation galaxy's 10 nearest training galaxies that share its class. "
+    f"{largest} is {counts[largest] / len(data):.0%} of {data.name}, so plain precision mostly measures "
+    f"{largest} galaxies; **macro** precision averages per class first, and is the figure that tells models apart.")
+st.markdown(f"The *morph* figures count {' and '.join(pairs)} as one class: one morphology seen in a mirror."
+            if pairs else "This dataset has no mirror-image classes, so the *morph* figures equal the strict ones.")
+st.caption("recon_mse: mean squared error at 64×64, pixel values in [0, 1]. "
+           "The pixel baseline searches the raw 64×64 crops with the same neighbours and split.")
+st.dataframe(pd.DataFrame(rows).set_index("checkpoint"), key="quality_table",
+             column_config={**{m: NUMBER(LABELS.get(m, m), format="%.3f") for m in METRICS},
+                            "recon_mse": NUMBER("recon MSE", format="%.5f"),
+                            "latent_dim": NUMBER("latent dim"), "n_val": NUMBER("validation galaxies")})
+for problem in problems:
+    st.warning(problem)

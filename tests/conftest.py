@@ -30,6 +30,15 @@ def sample(sample_path):
 
 
 @pytest.fixture(scope="session")
+def tiny_h5(tmp_path_factory) -> Path:
+    """30 synthetic galaxies in 3 classes (tests/data/make_tiny.py): for behaviour that depends on
+    the file format and the pipeline, not on what real galaxies look like. Needs no shared data."""
+    from tests.data.make_tiny import write
+
+    return write(tmp_path_factory.mktemp("tiny") / "tiny_galaxies.h5")
+
+
+@pytest.fixture(scope="session")
 def milky_way_path() -> Path:
     if not MILKY_WAY.is_file():
         pytest.fail(f"{MILKY_WAY} is missing: the shared data folder should sit beside the checkout.")

@@ -1,6 +1,6 @@
 """The benchmark command runs and reports every figure; timings themselves are not tested.
 
-`bench --quick --json` runs once per module in a subprocess (about a minute on two busy cores):
+`python -m benchmarks --quick --json` runs once per module in a subprocess (about a minute on two busy cores):
 it needs the sample and a checkpoint in checkpoints/ (the pages serve the app's default).
 """
 
@@ -12,17 +12,17 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
-from galaxy_vae.bench import GOALS, KEYS, check_goals, format_table
-from galaxy_vae.bench_compute import GALAXY10, tile_dataset
+
+from benchmarks.bench import GOALS, KEYS, check_goals, format_table
+from benchmarks.compute import GALAXY10, tile_dataset
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def report(sample_path):
-    done = subprocess.run([sys.executable, "-m", "galaxy_vae", "bench", "--quick", "--json", "--data", str(sample_path)],
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json", "--data", str(sample_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
@@ -30,8 +30,9 @@ def report(sample_path):
 
 def test_bench_quick_reports_every_figure_or_why_not(report):
     skipped = report["skipped"]
-    assert set(skipped) == {"epoch_s", "cold_start_s"}, skipped
-    assert all(isinstance(reason, str) and "--quick" in reason for reason in skipped.values())
+    assert set(skipped) == {"epoch_s", "cold_start_s", "slider_fragment_ms_p50"}, skipped
+    assert "--quick" in skipped["epoch_s"] and "--quick" in skipped["cold_start_s"]
+    assert "fragment" in skipped["slider_fragment_ms_p50"]
     for key, _, _ in KEYS:
         if key in skipped:
             assert key not in report, f"{key} is skipped but has a number"
@@ -39,7 +40,8 @@ def test_bench_quick_reports_every_figure_or_why_not(report):
             value = report[key]
             assert isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0, (key, value)
     assert 0 < report["knn_1m_recall_at_10"] <= 1
-    assert report["fragment_speedup"] == pytest.approx(report["full_rerun_ms_p50"] / report["slider_fragment_ms_p50"])
+    assert report["fragment_speedup"] is None  # no fragment figure without the browser
+    assert report["details"]["pages_generator_page_rerun_ms_p50"] > 0
 
 
 def test_bench_quick_says_what_it_ran_on(report):

@@ -2,8 +2,9 @@
 Python playwright, a click on a galaxy of the latent map, and the neighbour gallery it brings.
 
 AppTest cannot click a Plotly point (it never runs the chart's JavaScript), so this is the one
-test of the map's click -> selection -> rerun path. The harness (server, browser, map geometry)
-is galaxy_vae/browser.py, shared with the benchmarks. Without chromium or playwright these
+test of the map's click -> selection -> rerun path, and of what AppTest cannot show of the URL
+(widgets bound to query parameters). The harness (server, browser, map geometry) is
+tests/browser.py, shared with the benchmarks. Without chromium or playwright these
 tests skip with how to install them -- except under CI (CI=true), where they must run and fail.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from galaxy_vae import browser as bh
+from tests import browser as bh
 
 pytestmark = pytest.mark.browser
 
@@ -58,7 +59,7 @@ def _explain(app, page, shots, what: str) -> str:
     """A failure message: what went wrong, where the screenshot is, and the end of the server log."""
     try:
         shot, errors = bh.screenshot(page, shots / "failure.png"), bh.page_errors(page)
-    except Exception as exc:  # noqa: BLE001  (the page may be gone; the log still helps)
+    except Exception as exc:
         shot, errors = f"none ({exc})", "unknown"
     return f"{what}\nscreenshot: {shot}\nerrors on the page: {errors}\nserver log:\n{app.log_tail()}"
 
@@ -70,7 +71,7 @@ def map_page(browser, app, shots):
     page = bh.open_page(browser, app.url + "/latent_map", timeout_s=MAP_TIMEOUT_S)
     try:
         bh.wait_for_map(page, MAP_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001  (any failure here is reported with the log)
+    except Exception as exc:
         pytest.fail(_explain(app, page, shots, f"the latent map never appeared: {exc}"))
     return page
 
@@ -95,7 +96,7 @@ def clicked(map_page, app, shots) -> Click:
     reported = bh.click_map(map_page, target.x, target.y)
     try:
         captions = bh.wait_for_gallery(map_page, CLICK_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(_explain(app, map_page, shots, f"no neighbour gallery {CLICK_TIMEOUT_S} s after "
                                                    f"clicking {target} (Plotly reported {reported}): {exc}"))
     return Click(points, target, reported, had_gallery, captions, time.perf_counter() - start)
@@ -160,3 +161,32 @@ def test_browser_click_on_a_ringed_neighbour_makes_it_the_query(clicked, map_pag
     page.wait_for_function("""(id) => { const c = document.querySelector('[data-testid="stImageCaption"]');
                                         return c && c.innerText.startsWith(id + " "); }""",
                            arg=chosen.id, timeout=CLICK_TIMEOUT_S * 1e3)
+
+
+def slider_values(page) -> dict[str, str]:
+    """{label: value shown} of every slider on the page."""
+    found = page.eval_on_selector_all('[data-testid="stSlider"]', """(els) => els.map((e) => [
+        e.querySelector('[data-testid="stWidgetLabel"]').innerText,
+        e.querySelector('[data-testid="stSliderThumbValue"]').innerText])""")
+    return dict(found)
+
+
+def test_browser_milky_way_link_on_a_fresh_server_reproduces_the_view_and_follows_the_widgets(browser, sample_path):
+    """A shared link opened as a fresh server's very first request: the app's own navigation and
+    sidebar appear, the settings in the link are applied, and moving a setting rewrites the URL."""
+    link = "/milky_way?top_k=5&temperature=1.5&samples=8&answer=pixels"
+    with bh.running_app() as fresh:
+        page = bh.open_page(browser, fresh.url + link, timeout_s=MAP_TIMEOUT_S)
+        page.wait_for_selector('[data-testid="stSidebarNavLink"]:has-text("Latent map")', timeout=MAP_TIMEOUT_S * 1e3)
+        page.wait_for_selector('[data-testid="stSlider"]', timeout=MAP_TIMEOUT_S * 1e3)
+        bh.wait_idle(page, MAP_TIMEOUT_S)
+        values = slider_values(page)
+        assert values["Galaxies shown per similarity (k)"] == "5" and values["Samples"] == "8", values
+        assert values["Temperature T (posterior σ)"] == "1.50", values
+        assert "/milky_way" in page.url and "top_k=5" in page.url and "answer=pixels" in page.url, page.url
+        assert any("under pixels" in t for t in page.eval_on_selector_all(
+            '[data-testid="stMarkdownContainer"]', "(els) => els.map((e) => e.innerText)"))
+        page.get_by_role("slider", name="Galaxies shown per similarity (k)").press("ArrowRight")
+        page.wait_for_function("() => location.search.includes('top_k=6')", timeout=CLICK_TIMEOUT_S * 1e3)
+        bh.wait_idle(page, CLICK_TIMEOUT_S)
+        assert "samples=8" in page.url and "answer=pixels" in page.url, page.url

@@ -11,11 +11,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from galaxy_vae.checkpoints import (CHECKPOINT_DIR, DEFAULT_CHECKPOINT, dataset_for, list_checkpoints,
-                                    load_checkpoint, read_meta, save_checkpoint)
+from galaxy_vae.checkpoints import (
+    dataset_for,
+    list_checkpoints,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
 from galaxy_vae.embed import to_input
 from galaxy_vae.errors import CheckpointError
 from galaxy_vae.models import MODELS, build_model
+from galaxy_vae.paths import checkpoint_dir, default_checkpoint
 
 SHIPPED = ["galaxy_vae.safetensors", "seed_conv_vae.safetensors", "seed_dense_ae.safetensors"]
 
@@ -110,7 +116,7 @@ def test_checkpoints_refuse_missing_files_foreign_metadata_and_unknown_models(tm
     with pytest.raises(CheckpointError, match="unet"):
         load_checkpoint(other)
     truncated = tmp_path / "cut.safetensors"
-    truncated.write_bytes(DEFAULT_CHECKPOINT.read_bytes()[:200])
+    truncated.write_bytes(default_checkpoint().read_bytes()[:200])
     with pytest.raises(CheckpointError):
         load_checkpoint(truncated)
 
@@ -125,7 +131,7 @@ def test_checkpoints_dataset_for_refuses_other_classes(sample):
 
 @pytest.mark.parametrize("filename", SHIPPED)
 def test_checkpoints_shipped_files_load_with_their_provenance(filename, sample):
-    path = CHECKPOINT_DIR / filename
+    path = checkpoint_dir() / filename
     assert path.stat().st_size < 10 * 1024 * 1024
     ckpt = load_checkpoint(path)
     meta = ckpt.meta
@@ -138,8 +144,8 @@ def test_checkpoints_shipped_files_load_with_their_provenance(filename, sample):
 
 
 def test_checkpoints_default_is_the_improved_vae_and_listed_first():
-    assert DEFAULT_CHECKPOINT == CHECKPOINT_DIR / "galaxy_vae.safetensors"
+    assert default_checkpoint() == checkpoint_dir() / "galaxy_vae.safetensors"
     assert load_checkpoint().name == "galaxy_vae"
     found = list_checkpoints()
-    assert found[0] == DEFAULT_CHECKPOINT
+    assert found[0] == default_checkpoint()
     assert {p.name for p in found} >= set(SHIPPED)

@@ -15,17 +15,18 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image
 
-from conftest import ROOT
 from galaxy_vae import cli
 from galaxy_vae import lookalikes as mw
 from galaxy_vae.catalogue import Catalogue, ModelSpace
 from galaxy_vae.checkpoints import load_checkpoint, save_checkpoint
 from galaxy_vae.data import open_dataset, write_dataset
-from galaxy_vae.framing import catalogue_extent
+from galaxy_vae.extent import catalogue_extent
 from galaxy_vae.images import prepare_upload
 from galaxy_vae.models import build_model
+from galaxy_vae.raster import grid_png
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_cli_generate_writes_png_of_requested_grid(files, milky_way_path, capsys
     code, png = generate(files, milky_way_path, "-n", n, "--seed", 3)
     assert code == 0
     img = Image.open(io.BytesIO(png))
-    assert img.format == "PNG" and img.size == (cols * 64 * mw.GRID_SCALE, rows * 64 * mw.GRID_SCALE)
+    assert img.format == "PNG" and img.size == (cols * 64 * 2, rows * 64 * 2)
     out = capsys.readouterr().out
     assert f"{n} lookalikes of milky-way-face-on.webp in a {rows}x{cols} grid" in out
     assert out.count("nearest real galaxy") == n
@@ -71,7 +72,7 @@ def test_cli_generate_same_seed_same_grid_as_the_page_path(files, milky_way_path
     data = open_dataset(files / "part.h5")
     query = prepare_upload(milky_way_path, framing="auto", target_fraction=catalogue_extent(data.images)).stored
     cat = Catalogue(data, ModelSpace(load_checkpoint(files / "vae.safetensors")))
-    assert first == mw.grid_png(mw.sample_lookalikes(cat, query, 9, 1.5, 11).images)
+    assert first == grid_png(mw.sample_lookalikes(cat, query, 9, 1.5, 11).images)
 
 
 def test_cli_generate_temperature_zero_repeats_the_mean(files, milky_way_path):
@@ -120,7 +121,7 @@ def test_cli_generate_unreadable_picture_is_one_message(files, capsys):
 def test_cli_generate_help_and_defaults_match_the_page():
     args = cli.build_parser().parse_args(["generate", "--near", "x.png", "--out", "g.png"])
     assert (args.n, args.temperature, args.seed, args.framing) == (16, mw.DEFAULT_TEMPERATURE, 0, "auto")
-    assert (args.n, args.seed) == (mw.PAGE_PARAMS["n"][0], mw.PAGE_PARAMS["seed"][0])
+    assert args.n == mw.DEFAULT_SAMPLES
     out = subprocess.run([sys.executable, "-m", "galaxy_vae", "generate", "--help"], capture_output=True,
                          text=True, cwd=ROOT, check=True).stdout
     assert "--temperature" in out and "--near" in out and "|e| <= T" in out

@@ -18,12 +18,23 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import ROOT, SAMPLE_DIR
-from galaxy_vae.data import (CHALLENGE_KEEP, GALAXY10_DECALS_CLASSES, GALAXY10_SDSS_CLASSES,
-                             GZ1_SAMPLE_CLASSES, challenge_subset, center_crop, describe,
-                             model_view, open_dataset, resize_images, select_classes,
-                             stratified_split, write_dataset)
+
+from galaxy_vae.data import (
+    CHALLENGE_KEEP,
+    GALAXY10_DECALS_CLASSES,
+    GALAXY10_SDSS_CLASSES,
+    GZ1_SAMPLE_CLASSES,
+    center_crop,
+    challenge_subset,
+    describe,
+    model_view,
+    open_dataset,
+    resize_images,
+    select_classes,
+    stratified_split,
+    write_dataset,
+)
 from galaxy_vae.errors import DataError
 
 SAMPLE_COUNTS = {"Elliptical": 4645, "Spiral CW": 414, "Spiral ACW": 436, "Edge-on": 998,

@@ -7,9 +7,17 @@ import pytest
 import torch
 
 from galaxy_vae.data import GALAXY10_SDSS_CLASSES, GZ1_SAMPLE_CLASSES, model_view
-from galaxy_vae.embed import (chirality_pairs, decode_latents, dihedral_views, encode_dist_images, encode_images,
-                              mirror_label_map, morphology_labels, reconstruct, to_input, upsample)
+from galaxy_vae.embed import (
+    decode_latents,
+    encode_dist_images,
+    encode_images,
+    recon_errors,
+    reconstruct,
+    to_input,
+    upsample,
+)
 from galaxy_vae.models import build_model
+from galaxy_vae.symmetry import chirality_pairs, dihedral_views, mirror_label_map, morphology_labels
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +62,10 @@ def test_embed_decode_and_reconstruct_give_uint8_images(name, sample, models):
     model = models[name]
     decoded = decode_latents(model, np.zeros((3, model.latent_dim)))
     assert decoded.shape == (3, model.input_size, model.input_size, 3) and decoded.dtype == np.uint8
-    recon = reconstruct(model, sample.images[:5])
+    recon, errors = reconstruct(model, sample.images[:5])
     assert recon.shape == (5, 64, 64, 3) and recon.dtype == np.uint8  # 32-px models upsampled
+    assert errors.shape == (5,) and np.all(errors >= 0)
+    np.testing.assert_allclose(errors, recon_errors(model, sample.images[:5]))
 
 
 def test_embed_upsample_keeps_64_and_stays_in_range():

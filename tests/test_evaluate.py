@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from galaxy_vae import cli
-from galaxy_vae.checkpoints import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, load_checkpoint
+from galaxy_vae.checkpoints import load_checkpoint
 from galaxy_vae.data import model_view, stratified_split, write_dataset
 from galaxy_vae.evaluate import evaluate_checkpoint, evaluate_model, precision_at_k
 from galaxy_vae.models import build_model
+from galaxy_vae.paths import checkpoint_dir, default_checkpoint
 
 REQUIRED = ("precision_at_10", "macro_precision_at_10", "pixel_precision_at_10", "pixel_macro_precision_at_10",
             "recon_mse", "n_val", "model")
@@ -98,7 +99,7 @@ def test_evaluate_cli_json_has_the_required_keys(sample, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     for key in REQUIRED:
         assert key in result, key
-    assert result["model"] == "GalaxyVAE" and result["checkpoint"] == str(DEFAULT_CHECKPOINT)
+    assert result["model"] == "GalaxyVAE" and result["checkpoint"] == str(default_checkpoint())
     assert result["n_val"] == 24 and result["same_dataset_as_training"] is False
     assert all(0 <= result[k] <= 1 for k in FRACTIONS)
 
@@ -106,7 +107,7 @@ def test_evaluate_cli_json_has_the_required_keys(sample, tmp_path, capsys):
 @pytest.fixture(scope="session")
 def shipped(sample):
     """Evaluate each shipped VAE once per session (the pixel baseline is computed once and shared)."""
-    return {name: evaluate_checkpoint(load_checkpoint(CHECKPOINT_DIR / f"{name}.safetensors"), sample)
+    return {name: evaluate_checkpoint(load_checkpoint(checkpoint_dir() / f"{name}.safetensors"), sample)
             for name in ("galaxy_vae", "seed_conv_vae")}
 
 
@@ -122,7 +123,7 @@ def test_evaluate_shipped_improved_vae_beats_the_seed_conv_vae_and_pixels(shippe
 
 def test_evaluate_shipped_metrics_match_their_checkpoint_metadata(shipped):
     for name, result in shipped.items():
-        stored = load_checkpoint(CHECKPOINT_DIR / f"{name}.safetensors").meta["metrics"]
+        stored = load_checkpoint(checkpoint_dir() / f"{name}.safetensors").meta["metrics"]
         # exact on the machine that trained them; a little slack for other CPUs' float rounding
         for key in ("macro_precision_at_10", "pixel_macro_precision_at_10"):
             assert result[key] == pytest.approx(stored[key], abs=5e-3), (name, key)

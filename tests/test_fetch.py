@@ -16,7 +16,7 @@ import pytest
 
 from galaxy_vae import fetch
 from galaxy_vae.errors import FetchError
-from galaxy_vae.fetch import DOWNLOAD, REFUSE, REUSE, Remote, data_dir, decide, fetch_dataset
+from galaxy_vae.fetch import DOWNLOAD, REFUSE, REUSE, Remote, decide, fetch_dataset
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB: several chunks, so a cut lands mid-transfer
 GOOD = hashlib.sha256(PAYLOAD).hexdigest()
@@ -75,14 +75,6 @@ def test_fetch_decide_download_reuse_refuse():
     assert decide(WRONG, GOOD) == REFUSE
     assert decide(WRONG, GOOD, replace=True) == DOWNLOAD
     assert decide(None, GOOD, replace=True) == DOWNLOAD
-
-
-def test_fetch_data_dir_flag_then_env_then_checkout(tmp_path):
-    flag, env = tmp_path / "flag", tmp_path / "env"
-    assert data_dir(flag, {"GALAXY_VAE_DATA": str(env)}) == flag
-    assert data_dir(None, {"GALAXY_VAE_DATA": str(env)}) == env
-    assert data_dir(None, {}) == Path(fetch.__file__).resolve().parents[1] / "data"
-    assert data_dir(None, {"GALAXY_VAE_DATA": "  "}) == data_dir(None, {})
 
 
 def test_fetch_registry_has_published_urls_and_hashes():

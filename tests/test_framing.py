@@ -7,12 +7,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import SAMPLE_DIR
 from PIL import Image
 
-from conftest import SAMPLE_DIR
+from galaxy_vae import extent
 from galaxy_vae.data import model_view
-from galaxy_vae.framing import (CATALOGUE_EXTENT, catalogue_extent, frame_to, measure_extent,
-                                measure_extents)
+from galaxy_vae.extent import CATALOGUE_EXTENT, catalogue_extent, measure_extent, measure_extents
+from galaxy_vae.framing import frame_to
 from galaxy_vae.images import GZ_CROP_FRACTION, decode_image, galaxy10_cutout, prepare_upload, square_cutout
 
 PAD = 3  # padded test frames are 3x the cutout: the galaxy then covers a third of its extent
@@ -192,3 +193,26 @@ def test_framing_rejects_impossible_targets():
         frame_to(np.zeros((20, 20, 3), np.uint8), 0.7)
     with pytest.raises(ValueError):
         measure_extents(np.zeros((2, 20, 20, 3), np.float32))
+
+
+def test_framing_mad_std_is_astropys(sample):
+    """The sky noise is astropy's robust sigma of the border ring (odd rows: the same medians)."""
+    from astropy.stats import mad_std as astropy_mad_std
+
+    ring = extent._ring(extent._luminance(sample.images[:200]), 4)[:, :-1]  # (200, odd P)
+    sky, sigma = extent.mad_std(ring)
+    np.testing.assert_array_equal(sky, np.median(ring, axis=1))
+    np.testing.assert_allclose(sigma, astropy_mad_std(ring, axis=1), rtol=1e-4)
+
+
+def test_framing_half_light_radius_matches_photutils_curve_of_growth(sample):
+    """Our binned curve of growth gives the radius photutils' exact apertures give, to a tenth of
+    a pixel, for real galaxies (half the flux counted within the same aperture)."""
+    from photutils.profiles import CurveOfGrowth
+
+    flux, _, _ = extent._flux(sample.images[:300:10])
+    radius, cy, cx, aperture = extent.half_light_radius(flux)
+    assert np.isfinite(radius).all()
+    for i in range(len(flux)):  # photutils counts pixel centres at integers, ours at i + 0.5
+        cog = CurveOfGrowth(flux[i], (cx[i] - 0.5, cy[i] - 0.5), np.linspace(0.25, aperture[i], 200))
+        assert abs(radius[i] - cog.calc_radius_at_ee(0.5 * cog.profile[-1])) < 0.15, i

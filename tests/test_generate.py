@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from galaxy_vae import generate
 from galaxy_vae.catalogue import Catalogue, ModelSpace
 from galaxy_vae.checkpoints import Checkpoint
-from galaxy_vae.data import model_view
 from galaxy_vae.errors import DataError
 from galaxy_vae.models import build_model
 
@@ -165,31 +162,6 @@ def test_generate_find_row_by_id(sample):
     assert generate.find_row(sample.ids, f"  {sample.ids[42]} ") == 42
     with pytest.raises(DataError, match="No galaxy with id 'nope'"):
         generate.find_row(sample.ids, "nope")
-
-
-def test_generate_strip_png_has_the_right_size(sample):
-    frames = model_view(sample.images[:6])  # (6, 64, 64, 3)
-    image = Image.open(io.BytesIO(generate.strip_png(frames, scale=2, gap=4)))
-    assert image.format == "PNG" and image.size == (6 * 128 + 5 * 4, 128)
-    pixels = np.asarray(image.convert("RGB"))
-    assert np.array_equal(pixels[:, 128 + 4:2 * 128 + 4], np.repeat(np.repeat(frames[1], 2, 0), 2, 1))
-    assert not pixels[:, 128:132].any()  # black gap
-
-
-def test_generate_gif_has_one_frame_per_step(sample):
-    frames = model_view(sample.images[:6])
-    gif = Image.open(io.BytesIO(generate.gif_bytes(frames, scale=2, frame_ms=250)))
-    assert gif.format == "GIF" and gif.n_frames == 6 and gif.size == (128, 128)
-    assert gif.info.get("loop") == 0 and gif.info.get("duration") == 250
-    gif.seek(3)
-    got = np.asarray(gif.convert("RGB")).astype(int)
-    want = np.repeat(np.repeat(frames[3], 2, 0), 2, 1).astype(int)
-    assert np.abs(got - want).mean() < 6  # a 256-colour palette per frame, close to the original
-
-
-def test_generate_display_scale():
-    assert generate.display_scale(64) == 3 and generate.display_scale(32) == 6
-    assert generate.display_scale(640, 256) == 1
 
 
 def test_generate_pair_after_click_sets_one_end_per_click():

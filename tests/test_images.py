@@ -16,8 +16,7 @@ import pytest
 from PIL import Image
 
 from galaxy_vae.errors import ImageError
-from galaxy_vae.images import (MAX_PIXELS, MIN_SIDE, STORED_SIZE, decode_image, prepare_upload,
-                               read_image, square_cutout)
+from galaxy_vae.images import MAX_PIXELS, MIN_SIDE, STORED_SIZE, decode_image, prepare_upload, read_image, square_cutout
 
 
 def encode(img: Image.Image, fmt: str, **params) -> bytes:

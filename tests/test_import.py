@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SAMPLE_DIR
+
 from galaxy_vae.cli import main
 from galaxy_vae.data import open_dataset
 from galaxy_vae.errors import DataError

@@ -9,23 +9,24 @@ always, and under every shipped checkpoint's latent when it is present (it needs
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from uploads import padded_png
 
 from galaxy_vae import lookalikes as mw
+from galaxy_vae import raster
+from galaxy_vae.captions import describe_answer
 from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
-from galaxy_vae.checkpoints import DEFAULT_CHECKPOINT, Checkpoint, load_checkpoint
+from galaxy_vae.checkpoints import Checkpoint, load_checkpoint
 from galaxy_vae.errors import CheckpointError
-from galaxy_vae.framing import catalogue_extent, measure_extents
+from galaxy_vae.extent import catalogue_extent, measure_extents
 from galaxy_vae.images import prepare_upload
 from galaxy_vae.models import build_model
+from galaxy_vae.paths import default_checkpoint, dense_ae_checkpoint
 from galaxy_vae.search import knn
-from uploads import padded_png
 
 META_NAMES = ["E", "S-cw", "S-acw", "Edge", "?", "Merger"]  # distinct from the data's, to see which is used
 
@@ -121,7 +122,7 @@ def test_lookalikes_generation_with_fixed_seed_is_identical(vae_cat, milky_way):
     for field in ("latents", "images", "nearest", "distances", "predicted", "probability"):
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
     assert not np.array_equal(a.latents, c.latents) and not np.array_equal(a.images, c.images)
-    assert mw.grid_png(a.images) == mw.grid_png(b.images)
+    assert raster.grid_png(a.images) == raster.grid_png(b.images)
 
 
 def test_lookalikes_nearest_galaxy_and_class_head(vae_cat, milky_way):
@@ -140,18 +141,6 @@ def test_lookalikes_need_a_variational_model(small, milky_way):
     dense = Catalogue(small, ModelSpace(seeded("dense_ae", 1, code_size=64)))
     with pytest.raises(CheckpointError, match="variational"):
         mw.sample_lookalikes(dense, milky_way)
-
-
-@pytest.mark.parametrize("n, rows, cols", [(1, 1, 1), (5, 2, 3), (10, 3, 4), (16, 4, 4), (17, 4, 5)])
-def test_lookalikes_grid_png_has_the_requested_layout(n, rows, cols):
-    tiles = np.random.default_rng(n).integers(1, 256, (n, 8, 8, 3), dtype=np.uint8)
-    assert mw.grid_shape(n) == (rows, cols)
-    img = np.asarray(Image.open(io.BytesIO(mw.grid_png(tiles, scale=2))))
-    assert img.shape == (rows * 16, cols * 16, 3)
-    for i in range(rows * cols):  # row-major; cells past n stay black
-        r, c = divmod(i, cols)
-        cell = img[r * 16:(r + 1) * 16:2, c * 16:(c + 1) * 16:2]
-        assert np.array_equal(cell, tiles[i]) if i < n else not cell.any()
 
 
 # --- ranking, answer, agreement -----------------------------------------------------------------
@@ -209,37 +198,9 @@ def test_lookalikes_ranking_rows_and_plain_answer(sims, small, milky_way):
                             "distance", "answer"}
     assert [r["rank"] for r in rows if r["similarity"] == "pixels"] == [1, 2, 3, 4, 5]
     assert all(r["answer"] == (r["index"] == answer.row) for r in rows)
-    text = mw.describe_answer(answer, ranking, small, 5)
+    text = describe_answer(answer, ranking, small, 5)
     assert str(small.ids[answer.row]) in text and small.class_names[small.labels[answer.row]] in text
     assert "summed rank" in text and text.count(" under ") == 4
-
-
-def test_lookalikes_dense_checkpoint_only_when_present_and_not_selected(tmp_path):
-    path = tmp_path / "seed_dense_ae.safetensors"
-    assert mw.dense_checkpoint(tmp_path / "x.safetensors", path) is None  # missing
-    path.write_bytes(b"x")
-    assert mw.dense_checkpoint(tmp_path / "x.safetensors", path) == path
-    assert mw.dense_checkpoint(path, path) is None  # already the selected model
-
-
-def test_lookalikes_milky_way_path_from_env_or_shared_folder(tmp_path, milky_way_path):
-    assert mw.milky_way_path({}) == mw.MILKY_WAY_DEFAULT == milky_way_path
-    mine = tmp_path / "mw.png"
-    assert mw.milky_way_path({mw.MILKY_WAY_ENV: str(mine)}) is None  # set, but no file there
-    mine.write_bytes(b"x")
-    assert mw.milky_way_path({mw.MILKY_WAY_ENV: str(mine)}) == mine
-
-
-def test_lookalikes_page_params_round_trip_and_refuse_bad_values():
-    state = {"query": "upload", "framing": False, "k": 5, "similarity": "pixels", "temperature": 0.7,
-             "n": 9, "seed": 42}
-    url = mw.write_params(state)
-    assert url == {"query": "upload", "framing": "none", "k": "5", "similarity": "pixels",
-                   "temperature": "0.7", "n": "9", "seed": "42"}
-    assert mw.read_params(url) == state
-    bad = mw.read_params({"query": "mars", "framing": "yes", "k": "0", "similarity": "smell",
-                          "temperature": "nan", "n": "1e9", "seed": "-1"})
-    assert bad == mw.read_params({}) == {name: default for name, (default, _) in mw.PAGE_PARAMS.items()}
 
 
 # --- automatic framing recovers a catalogue galaxy padded into a larger frame --------------------
@@ -264,7 +225,7 @@ def test_lookalikes_framing_of_padded_galaxy_finds_itself_in_pixels(sample, typi
         assert pixels.query_images(unframed, 1).indices[0, 0] != row  # without framing it is lost
 
 
-SHIPPED = [p for p in (DEFAULT_CHECKPOINT, mw.DENSE_AE_CHECKPOINT) if p.is_file()]
+SHIPPED = [p for p in (default_checkpoint(), dense_ae_checkpoint()) if p and p.is_file()]
 
 
 @pytest.mark.parametrize("checkpoint", SHIPPED, ids=[p.stem for p in SHIPPED])

@@ -6,8 +6,16 @@ import pytest
 import torch
 
 from galaxy_vae.embed import to_input
-from galaxy_vae.models import (MODELS, ConvVAE, DenseAutoencoder, GalaxyVAE, build_model, config_dict,
-                               count_parameters, model_name)
+from galaxy_vae.models import (
+    MODELS,
+    ConvVAE,
+    DenseAutoencoder,
+    GalaxyVAE,
+    build_model,
+    config_dict,
+    count_parameters,
+    model_name,
+)
 
 
 def test_models_dense_autoencoder_has_the_seed_parameter_count():

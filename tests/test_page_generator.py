@@ -14,20 +14,20 @@ import json
 import numpy as np
 import pytest
 import torch
+from apptest import open_page as open_app
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
-from galaxy_vae import app, generate
-from galaxy_vae.checkpoints import CHECKPOINT_DIR, list_checkpoints, save_checkpoint
-from galaxy_vae.figures import png_bytes
+from galaxy_vae import app
+from galaxy_vae.checkpoints import list_checkpoints, save_checkpoint
 from galaxy_vae.models import build_model
+from galaxy_vae.paths import CHECKPOINTS_ENV
+from galaxy_vae.raster import display_scale, png_bytes, upscale
 
-PAGE = str(ROOT / "pages" / "generator.py")
-SHIPPED = [p.name for p in list_checkpoints(CHECKPOINT_DIR) if not p.name.startswith("_")]
+SHIPPED = [p.name for p in list_checkpoints() if not p.name.startswith("_")]
 
 
 def shown_url(image: np.ndarray) -> str:
-    """The URL st.image gives ``image`` shown as the page shows decoded galaxies (figures.png_bytes)."""
+    """The URL st.image gives ``image`` shown as the page shows decoded galaxies (raster.png_bytes)."""
     def script(png):
         import streamlit as st
         st.image(png, output_format="PNG")
@@ -44,7 +44,7 @@ def expected_url(at: AppTest, latent: np.ndarray) -> str:
     """URL of what the page should show for ``latent``: Catalogue.decode, upscaled like the page."""
     session = app.Session(*at.session_state["gen_for"])
     image = session.catalogue.decode(np.asarray(latent, dtype=np.float32)[None])[0]
-    return shown_url(app.upscale(image, generate.display_scale(session.checkpoint.model.input_size)))
+    return shown_url(upscale(image, display_scale(session.checkpoint.model.input_size)))
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +55,17 @@ def checkpoint_dir(tmp_path_factory):
         torch.manual_seed(code)
         save_checkpoint(folder / name, build_model("dense_ae", {"code_size": code}), {})
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(app, "CHECKPOINT_DIR", folder)
+        mp.setenv(CHECKPOINTS_ENV, str(folder))
         yield folder
 
 
 def open_page(checkpoint: str) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=300)
-    at.session_state["checkpoint"] = checkpoint  # what the sidebar's model selector remembers
-    at.run()
-    assert not at.exception, at.exception
+    at = open_app("generator", model=checkpoint)
     assert at.session_state["gen_for"][1][0].endswith(checkpoint)
     return at
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def at(checkpoint_dir, sample_path):
     return open_page("dense_2d.safetensors")
 
@@ -173,7 +170,17 @@ def test_page_generator_64d_autoencoder(checkpoint_dir, sample):
 
 @pytest.mark.parametrize("checkpoint", SHIPPED)
 def test_page_generator_with_shipped_checkpoint(checkpoint, sample_path, monkeypatch):
-    monkeypatch.setattr(app, "CHECKPOINT_DIR", CHECKPOINT_DIR)  # the real folder, even after the fixture's
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)  # the real folder, even after the fixture's
     at = open_page(checkpoint)
     check_slider_decodes(at)
     check_endpoints(at, 0, 1, "linear")
+
+
+def test_page_generator_keeps_its_settings_across_pages(at):
+    at.slider(key="gen_frames").set_value(4)
+    at.slider(key="gen_z1").set_value(at.slider(key="gen_z1").max)
+    at.run()
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/generator.py").run()
+    assert not at.exception, at.exception
+    assert at.slider(key="gen_frames").value == 4 and at.slider(key="gen_z1").value == at.slider(key="gen_z1").max

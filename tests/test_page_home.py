@@ -1,24 +1,18 @@
 """AppTest of the home page: the challenge, the dataset with its counts and credits, a fixed grid of
-sample galaxies per class, and links to the pages in a newcomer's order (plain text when the page
-runs on its own, page links when streamlit_app.py's navigation runs it)."""
+sample galaxies per class, and links to the pages in a newcomer's order."""
 
 from __future__ import annotations
 
 import pytest
+from apptest import ENTRY, open_page
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
-
-PAGE = str(ROOT / "pages" / "home.py")
 ORDER = ["Latent map", "Generator", "Milky Way challenge", "Models & quality"]
-PAGE_FILES = ["latent_map.py", "generator.py", "milky_way.py", "model_quality.py"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def at(sample_path):
-    at = AppTest.from_file(PAGE, default_timeout=300).run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("home")
 
 
 def grid_captions(at: AppTest) -> list[str]:
@@ -57,25 +51,16 @@ def test_home_grid_shows_a_few_real_galaxies_of_each_class(at, sample):
 
 
 def test_home_grid_is_the_same_on_every_run(at, sample):
-    again = AppTest.from_file(PAGE, default_timeout=300).run()
-    assert not again.exception, again.exception
-    assert grid_captions(again) == grid_captions(at)
+    assert grid_captions(open_page("home")) == grid_captions(at)
 
 
-def test_home_standalone_lists_pages_in_order_as_text(at):
-    """Run on its own, no page is registered with st.navigation, so the links degrade to text."""
-    assert not at.get("page_link")
-    items = [m.value for m in at.markdown if m.value.startswith("- **")]
-    assert [i.split("**")[1] for i in items] == ORDER
-
-
-def test_home_through_navigation_links_each_page_in_order(sample_path):
-    missing = [f for f in PAGE_FILES if not (ROOT / "pages" / f).is_file()]
-    if missing:
-        pytest.skip(f"streamlit_app.py cannot register pages that do not exist yet: {missing}")
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300).run()
-    assert not at.exception, at.exception
+def test_home_links_each_page_in_order(at):
     links = [e.proto for e in at.get("page_link")]
     assert [link.label.split("**")[1] for link in links] == ORDER
     assert all(link.page_script_hash and not link.external for link in links)
-    assert not [m for m in at.markdown if m.value.startswith("- **")], "no text fallback under navigation"
+
+
+def test_home_is_the_default_page_of_the_app(sample_path):
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "galaxy_vae" and at.get("page_link")

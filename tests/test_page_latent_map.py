@@ -1,5 +1,6 @@
 """AppTest of the latent map page: renders, finds neighbours of an upload and of a catalogue galaxy,
-agrees with the CLI, and survives bad uploads. (Clicking a Plotly point: tests/test_browser.py.)"""
+agrees with the CLI, encodes an upload once per run, and survives bad uploads. (Clicking a Plotly
+point: tests/test_browser.py.) Every test starts the app afresh from streamlit_app.py."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import sys
 
 import numpy as np
 import pytest
+from apptest import open_page
+from conftest import ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from conftest import ROOT
 from uploads import BAD_UPLOADS, VALID_ODD_UPLOADS
 
-PAGE = str(ROOT / "pages" / "latent_map.py")
+from galaxy_vae import catalogue as catalogue_module
+from galaxy_vae.catalogue import ModelSpace
+from galaxy_vae.paths import checkpoint_dir
 
 
 def neighbour_captions(at: AppTest) -> list[str]:
@@ -25,9 +28,14 @@ def neighbour_captions(at: AppTest) -> list[str]:
     return sorted(found, key=lambda c: int(c.split()[0][1:]))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def at(sample_path):
-    at = AppTest.from_file(PAGE, default_timeout=300).run()
+    return open_page("latent_map")
+
+
+def upload(at: AppTest, path_or_bytes, name: str = "milky-way.webp", mime: str = "image/webp") -> AppTest:
+    content = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()
+    at.file_uploader(key="map_upload").set_value((name, content, mime)).run()
     assert not at.exception, at.exception
     return at
 
@@ -40,9 +48,7 @@ def test_latent_map_renders_and_invites_a_query(at):
 
 
 def test_latent_map_upload_of_milky_way_shows_neighbours(at, milky_way_path):
-    at.file_uploader(key="map_upload").set_value(("milky-way.webp", milky_way_path.read_bytes(), "image/webp"))
-    at.run()
-    assert not at.exception, at.exception
+    upload(at, milky_way_path)
     captions = neighbour_captions(at)
     assert len(captions) == 12 >= 8
     assert sorted(c.split()[0] for c in captions) == sorted(f"#{i}" for i in range(1, 13))
@@ -52,11 +58,10 @@ def test_latent_map_upload_of_milky_way_shows_neighbours(at, milky_way_path):
 
 def test_latent_map_page_matches_cli(at, milky_way_path, sample_path):
     """The page and `search --json` give the same neighbours for the same picture and settings."""
-    at.file_uploader(key="map_upload").set_value(("milky-way.webp", milky_way_path.read_bytes(), "image/webp"))
     at.slider(key="k").set_value(10)
-    at.run()
+    upload(at, milky_way_path)
     page_ids = [c.split()[1] for c in neighbour_captions(at)]
-    checkpoint = ROOT / "checkpoints" / at.session_state["checkpoint"]  # the sidebar's choice
+    checkpoint = checkpoint_dir() / at.session_state["model"]  # the sidebar's choice
     out = subprocess.run([sys.executable, "-m", "galaxy_vae", "search", "--data", str(sample_path),
                           "--checkpoint", str(checkpoint),
                           "--image", str(milky_way_path), "-k", "10", "--json"],
@@ -64,11 +69,9 @@ def test_latent_map_page_matches_cli(at, milky_way_path, sample_path):
     rows = json.loads(out.stdout)
     assert len(rows) == 1 and [r["id"] for r in rows[0]] == page_ids
     assert set(rows[0][0]) == {"rank", "index", "id", "label", "class_name", "distance"}
-    at.slider(key="k").set_value(12).run()
 
 
 def test_latent_map_catalogue_query_excludes_itself(at, sample):
-    at.file_uploader(key="map_upload").set_value(None).run()
     at.session_state["map_query"] = ("row", 5, at.session_state["map_data_key"])  # what a click on row 5 stores
     at.run()
     assert not at.exception, at.exception
@@ -107,11 +110,9 @@ def test_latent_map_a_click_from_another_catalogue_is_not_shown_as_this_ones_gal
         assert any("Click a galaxy" in i.value for i in at.info) and not neighbour_captions(at)
 
 
-def test_latent_map_settings_survive_a_visit_to_another_page(sample_path):
-    """Widget state is dropped on a run of a page that does not draw it; k, the toggles and the
-    sidebar's choices must come back as the user left them."""
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300).run()
-    at.switch_page("pages/latent_map.py").run()
+def test_latent_map_settings_survive_a_visit_to_another_page(at):
+    """k, the toggles and the sidebar's choices come back as the user left them after a visit to
+    another page (persist_state="session"; the sidebar is drawn by the entry file on every page)."""
     at.slider(key="k").set_value(5).run()
     at.toggle(key="invariant").set_value(True).run()
     at.switch_page("pages/generator.py").run()
@@ -146,10 +147,34 @@ def test_latent_map_warns_when_an_upload_lies_outside_the_catalogue(at, sample):
         return buf.getvalue()
 
     board = (np.indices((128, 128)).sum(axis=0) // 8 % 2 * 255).astype(np.uint8)
-    at.file_uploader(key="map_upload").set_value(("board.png", png(np.stack([board] * 3, -1)), "image/png")).run()
-    assert not at.exception, at.exception
+    upload(at, png(np.stack([board] * 3, -1)), "board.png", "image/png")
     assert any("outside what the catalogue contains" in w.value for w in at.warning)
-    at.file_uploader(key="map_upload").set_value(("galaxy.png", png(sample.images[100]), "image/png")).run()
-    assert not at.exception, at.exception
+    upload(at, png(sample.images[100]), "galaxy.png", "image/png")
     assert not any("outside what the catalogue contains" in w.value for w in at.warning)
     assert len(neighbour_captions(at)) == at.slider(key="k").value
+
+
+@pytest.mark.parametrize("invariant", [False, True])
+def test_latent_map_an_upload_is_encoded_once_per_run(at, milky_way_path, monkeypatch, invariant):
+    """One look-up serves the neighbours, the star on the map, the reconstruction and the outlier
+    check: one model call on the upload (its 8 views together when invariant), one decode."""
+    at.toggle(key="invariant").set_value(invariant)
+    upload(at, milky_way_path)  # first run: builds the catalogue and its outlier thresholds
+    calls = {"embed": [], "decode": 0}
+    embed = ModelSpace.embed
+
+    def counting_embed(self, images, progress=False):
+        calls["embed"].append(len(images))
+        return embed(self, images, progress)
+
+    def counting_reconstruct(*args, **kwargs):
+        calls["decode"] += 1
+        return reconstruct_from(*args, **kwargs)
+
+    reconstruct_from = catalogue_module.reconstruct_from
+    monkeypatch.setattr(ModelSpace, "embed", counting_embed)
+    monkeypatch.setattr(catalogue_module, "reconstruct_from", counting_reconstruct)
+    at.run()  # a rerun with the upload in place, e.g. after moving k
+    assert not at.exception, at.exception
+    assert calls == {"embed": [8 if invariant else 1], "decode": 1}
+    assert len(neighbour_captions(at)) == 12

@@ -9,31 +9,26 @@ import subprocess
 import sys
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
+from apptest import open_page
 from conftest import ROOT
 
-PAGE = str(ROOT / "pages" / "model_quality.py")
 PER_CLASS = 3  # validation galaxies the page shows per class
 
 
 def checkpoint_paths():
     """What the sidebar offers: the app's checkpoint folder, the default first."""
-    from galaxy_vae import app
     from galaxy_vae.checkpoints import list_checkpoints
 
-    return list_checkpoints(app.CHECKPOINT_DIR)
+    return list_checkpoints()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def at(sample_path):
     assert checkpoint_paths(), "checkpoints/ holds no checkpoint"
-    at = AppTest.from_file(PAGE, default_timeout=900).run()  # first run evaluates every checkpoint
-    assert not at.exception, at.exception
-    return at
+    return open_page("model_quality", timeout=900)  # the first run evaluates every checkpoint
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def table(at):
     return at.dataframe[0].value  # index: checkpoint file name or "pixel baseline"
 
@@ -48,7 +43,7 @@ def test_model_quality_renders_the_selected_checkpoint(at, sample):
     from galaxy_vae.checkpoints import read_meta
 
     assert not at.error
-    name = at.session_state["checkpoint"]
+    name = at.session_state["model"]
     assert name == checkpoint_paths()[0].name  # the default checkpoint
     meta = read_meta(checkpoint_paths()[0])
     if meta.get("command"):
@@ -68,9 +63,7 @@ def test_model_quality_every_checkpoint_shows_reconstructions_and_head(at, sampl
     class_of = dict(zip(sample.ids, sample.labels))
     heads = []
     for path in checkpoint_paths():
-        at.session_state["checkpoint"] = path.name
-        at.run()
-        assert not at.exception, (path.name, at.exception)
+        at = open_page("model_quality", model=path.name, timeout=900)
         captions = [c for img in at.image for c in img.captions]
         assert len(captions) == 2 * PER_CLASS * len(sample.class_names), path.name
         assert captions[1::2] == ["reconstruction"] * (len(captions) // 2)
@@ -80,8 +73,6 @@ def test_model_quality_every_checkpoint_shows_reconstructions_and_head(at, sampl
         heads.append(has_class_head(load_checkpoint(path)))
         assert any("confusion" in c for c in charts) == heads[-1], path.name
         assert any("no classifier head" in i.value for i in at.info) != heads[-1], path.name
-    at.session_state["checkpoint"] = checkpoint_paths()[0].name
-    at.run()
 
 
 def test_model_quality_table_lists_every_checkpoint_and_the_pixel_baseline(table):

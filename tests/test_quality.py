@@ -16,8 +16,17 @@ from galaxy_vae.checkpoints import Checkpoint
 from galaxy_vae.data import model_view, stratified_split
 from galaxy_vae.evaluate import evaluate_checkpoint
 from galaxy_vae.models import build_model
-from galaxy_vae.quality import (METRICS, PIXEL_ROW, head_confusion, loss_history, quality_table, sample_rows,
-                                training_summary, validation_examples, validation_split)
+from galaxy_vae.quality import (
+    METRICS,
+    PIXEL_ROW,
+    head_confusion,
+    loss_history,
+    quality_table,
+    sample_rows,
+    training_summary,
+    validation_examples,
+    validation_split,
+)
 
 
 def checkpoint(name: str, data, **meta) -> Checkpoint:

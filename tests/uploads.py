@@ -11,9 +11,8 @@ import struct
 import zlib
 
 import numpy as np
-from PIL import Image
-
 from conftest import SAMPLE_DIR
+from PIL import Image
 
 
 def galaxy_jpeg() -> bytes:

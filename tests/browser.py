@@ -1,13 +1,13 @@
 """Drive the running app in headless Debian chromium: start `streamlit run`, open a page, click a
 galaxy on the latent map, read the neighbour gallery.
 
-Shared by tests/test_browser.py and ``python -m galaxy_vae bench`` (``cold_start_s``, ``rss_mb``,
+Shared by the browser tests and the benchmarks (``python -m benchmarks``: cold start, memory,
 server timings). Playwright is a test extra, imported only inside the functions that drive the
 browser, so importing this module needs neither it nor chromium. A missing browser raises
 :class:`BrowserUnavailable` (a :class:`~galaxy_vae.errors.GalaxyVAEError` saying how to install it)
 and a server that will not come up raises :class:`AppFailed` (with the tail of its log), so each
 caller decides whether to skip or fail. The app is served from the checkout (``ROOT``), where
-streamlit_app.py and pages/ live.
+streamlit_app.py and pages/ live. Benchmarks import it as ``tests.browser`` from the checkout.
 
     with chromium() as browser, running_app() as app:
         page = open_page(browser, app.url + "/latent_map")
@@ -35,10 +35,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -84,13 +84,13 @@ def check_browser() -> Path:
         import playwright.sync_api  # noqa: F401  (imported here so a missing package is reported, not raised)
     except ImportError as exc:
         raise BrowserUnavailable("Python playwright is missing", expected="an importable playwright",
-                                 found=str(exc), fix="Install it with `make install` (the test extra), then Debian's chromium: "
-                                     "sudo apt-get install -y chromium") from exc
+                                 found=str(exc), fix="Install it with `make install` (the test extra), then "
+                                 "Debian's chromium: sudo apt-get install -y chromium") from exc
     return find_chromium()
 
 
 @contextmanager
-def chromium(executable: Path | None = None) -> Iterator["playwright.sync_api.Browser"]:  # noqa: F821
+def chromium(executable: Path | None = None) -> Iterator[playwright.sync_api.Browser]:  # noqa: F821
     """Headless Debian chromium under Playwright (a fresh temporary profile); closed on exit."""
     from playwright.sync_api import sync_playwright
 
@@ -176,15 +176,17 @@ def wait_healthy(app: App, timeout_s: float) -> None:
 
 @contextmanager
 def running_app(script: str = "streamlit_app.py", port: int | None = None, env: dict | None = None,
-                timeout_s: float = 120, file_watcher: str = "none", log_dir: Path | None = None) -> Iterator[App]:
+                timeout_s: float = 120, file_watcher: str = "none", log_dir: Path | None = None,
+                launcher: list[str] | None = None) -> Iterator[App]:
     """`streamlit run` on 127.0.0.1 from the checkout, healthy on entry, killed (process group) on
     exit. ``env`` adds variables (e.g. GALAXY_VAE_TIMINGS); the log goes to a temporary file.
     ``file_watcher="none"``: no reload on edits, which a test does not need and which costs CPU
     (and floods the log) while other processes write into the checkout; pass "auto" to run the
-    app exactly as `make run` does."""
+    app exactly as `make run` does. ``launcher`` replaces `streamlit run` (the benchmarks' timed
+    server: [python, -m, benchmarks.serve, TIMINGS])."""
     port = port or free_port()
-    streamlit = Path(sys.executable).with_name("streamlit")
-    command = [str(streamlit), "run", script, "--server.port", str(port), "--server.address", "127.0.0.1",
+    launcher = launcher or [str(Path(sys.executable).with_name("streamlit")), "run"]
+    command = [*launcher, script, "--server.port", str(port), "--server.address", "127.0.0.1",
                "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", file_watcher]
     with tempfile.TemporaryDirectory(prefix="galaxy_vae_app_", dir=log_dir) as tmp:

@@ -1,17 +1,17 @@
-"""``python -m galaxy_vae bench``: the performance table, measured on the machine it runs on.
+"""``python -m benchmarks``: the performance table, measured on the machine it runs on.
 
-    python -m galaxy_vae bench [--quick] [--json] [--data FILE] [--checkpoint C]
+    python -m benchmarks [--quick] [--json] [--data FILE] [--checkpoint C]
 
 One run measures every figure the issues set a goal for, at Galaxy10 size (21,785 galaxies):
 
-    slider_fragment_ms_p50, full_rerun_ms_p50   bench_app: the pages' own clocks, in the same run
-    cold_start_s, rss_mb                        bench_app: the app process (cold start: full run only)
-    encode_images_per_s, encode_speedup_vs_loop bench_compute, in this process
-    knn_ms_p50/_p95, knn_invariant_ms_p50       bench_compute
-    knn_1m_ms_p50, knn_1m_recall_at_10          bench_compute
-    epoch_s                                     bench_compute (full run only)
+    slider_fragment_ms_p50, full_rerun_ms_p50   pages: every script run clocked (benchmarks.timing)
+    cold_start_s, rss_mb                        pages: the app process (cold start: full run only)
+    encode_images_per_s, encode_speedup_vs_loop compute, in this process
+    knn_ms_p50/_p95, knn_invariant_ms_p50       compute
+    knn_1m_ms_p50, knn_1m_recall_at_10          compute
+    epoch_s                                     compute (full run only)
 
-The pages run first, as the app runs them (``bench_app`` says how each is clocked: a real
+The pages run first, as the app runs them (``pages`` says how each is clocked: a real
 `streamlit run` driven by headless chromium in a full run, AppTest with --quick or without a
 browser). They report the torch thread count the app's script runs use, and the encoding and
 search figures are then taken with that count, so they describe the app; the details give
@@ -19,7 +19,7 @@ single-image encode/decode and batched encoding with torch's default count as we
 training epoch runs with torch's default count (and again with one thread, in the details).
 
 A dataset smaller than Galaxy10 (the offline sample) is tiled up to 21,785 real cutouts
-(``bench_compute.tile_dataset``); the report says so. The app is pointed at a temporary folder
+(``compute.tile_dataset``); the report says so. The app is pointed at a temporary folder
 holding that tiled file, never at data/. The model is the app's default checkpoint
 (checkpoints/galaxy_vae.safetensors, else the first in checkpoints/, as the sidebar picks) unless
 ``--checkpoint`` names another; the pages always run the app's default.
@@ -37,16 +37,17 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from galaxy_vae import bench_app, bench_compute
-from galaxy_vae.checkpoints import CHECKPOINT_DIR, DEFAULT_CHECKPOINT, list_checkpoints, load_checkpoint
+from benchmarks import compute, pages
+from galaxy_vae.checkpoints import list_checkpoints, load_checkpoint
 from galaxy_vae.data import open_for_search
 from galaxy_vae.errors import CheckpointError
+from galaxy_vae.paths import checkpoint_dir, default_checkpoint, default_dataset
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +93,13 @@ def machine_info() -> dict:
 
 def app_default_checkpoint() -> Path:
     """The checkpoint the app's sidebar starts with: the default when it exists, else the first."""
-    if DEFAULT_CHECKPOINT.is_file():
-        return DEFAULT_CHECKPOINT
-    found = list_checkpoints(CHECKPOINT_DIR)
+    if default_checkpoint().is_file():
+        return default_checkpoint()
+    found = list_checkpoints()
     if not found:
-        raise CheckpointError("No checkpoint to benchmark", expected=f"{DEFAULT_CHECKPOINT} or another in {CHECKPOINT_DIR}",
-                              found="none", fix="Train one (see checkpoints/README.md) or pass --checkpoint FILE.")
+        raise CheckpointError("No checkpoint to benchmark", found="none",
+                              expected=f"{default_checkpoint()} or another in {checkpoint_dir()}",
+                              fix="Train one (see checkpoints/README.md) or pass --checkpoint FILE.")
     return found[0]
 
 
@@ -114,13 +116,11 @@ def check_goals(results: dict) -> dict:
 def run_bench(quick: bool = False, data_path: str | Path | None = None, checkpoint_path: str | Path | None = None,
               progress: Callable[[str], None] = log.info) -> dict:
     """Measure everything; returns the report (see the module docstring for its keys)."""
-    from galaxy_vae.fetch import data_dir
-
     n, started, machine = (QUICK if quick else FULL), time.perf_counter(), machine_info()
     app_ckpt = app_default_checkpoint()
     ckpt = load_checkpoint(checkpoint_path or app_ckpt)
-    data = open_for_search(data_path or data_dir() / "gz1_sample.h5")
-    tiled = bench_compute.tile_dataset(data) if len(data) < bench_compute.GALAXY10 else data
+    data = open_for_search(data_path or default_dataset())
+    tiled = compute.tile_dataset(data) if len(data) < compute.GALAXY10 else data
     results: dict = {}
     details: dict = {"checkpoint": str(ckpt.path), "app_checkpoint": str(app_ckpt),
                      "checkpoint_trained": bool(ckpt.meta.get("history")) and not ckpt.path.name.startswith("_")}
@@ -130,64 +130,67 @@ def run_bench(quick: bool = False, data_path: str | Path | None = None, checkpoi
 
     with tempfile.TemporaryDirectory(prefix="galaxy_vae_bench_") as tmp:
         folder = Path(tmp)
-        bench_app.write_tiled_folder(tiled, folder)
-        pages = None
+        pages.write_tiled_folder(tiled, folder)
+        measured = None
         if not quick:
             progress("starting `streamlit run` and headless chromium on the tiled catalogue")
             try:
-                pages = bench_app.measure_pages_server(folder, n["reruns"], n["moves"])
-            except Exception as exc:  # noqa: BLE001  (any failure: say why, fall back to AppTest)
+                measured = pages.measure_pages_server(folder, n["reruns"], n["moves"])
+            except Exception as exc:
                 skipped["cold_start_s"] = f"no browser run: {exc}".splitlines()[0][:300]
         progress("running the map and generator pages under AppTest (child process)")
-        apptest = bench_app.measure_pages_apptest(folder, n["reruns"], n["moves"])
-        pages = pages or apptest
-        if pages is not apptest:
+        apptest = pages.measure_pages_apptest(folder, n["reruns"], n["moves"])
+        measured = measured or apptest
+        if measured is not apptest:
             details["apptest"] = apptest
     threads = apptest.pop("app_torch_threads")
     for key in ("slider_fragment_ms_p50", "full_rerun_ms_p50", "rss_mb", "cold_start_s"):
-        if key in pages:
-            results[key] = pages.pop(key)
-    results["fragment_speedup"] = results["full_rerun_ms_p50"] / results["slider_fragment_ms_p50"]
-    details.update({f"pages_{k}": v for k, v in pages.items()})
+        if key in measured:
+            results[key] = measured.pop(key)
+    if "slider_fragment_ms_p50" in results:
+        results["fragment_speedup"] = results["full_rerun_ms_p50"] / results["slider_fragment_ms_p50"]
+    else:
+        skipped["slider_fragment_ms_p50"] = "AppTest cannot rerun a fragment on its own: needs the browser run"
+    details.update({f"pages_{k}": v for k, v in measured.items()})
 
     # the model and search figures as the app runs them: with the torch thread count of its pages
     details["app_torch_threads"] = threads
-    with bench_compute.torch_threads(threads):
+    with compute.torch_threads(threads):
         progress(f"encoding {len(tiled):,} galaxies with {ckpt.path.name} ({threads} torch thread(s), as the app)")
-        cat, enc = bench_compute.build_catalogue(ckpt, tiled)
+        cat, enc = compute.build_catalogue(ckpt, tiled)
         results.update(enc)
-        loop = bench_compute.measure_encoding_loop(ckpt, tiled.images[:n["loop"]], enc["encode_images_per_s"])
+        loop = compute.measure_encoding_loop(ckpt, tiled.images[:n["loop"]], enc["encode_images_per_s"])
         results["encode_speedup_vs_loop"] = loop.pop("encode_speedup_vs_loop")
         details.update(loop)
         progress("timing neighbour queries")
-        found = bench_compute.measure_search(cat, n["queries"], n["invariant"])
+        found = compute.measure_search(cat, n["queries"], n["invariant"])
         results.update({k: found.pop(k) for k in ("knn_ms_p50", "knn_ms_p95", "knn_invariant_ms_p50")})
         details.update(found)
     progress("building and querying an index over 1,000,000 latents")
-    million = bench_compute.measure_million(cat.vectors, n["queries"], n["recall"])
+    million = compute.measure_million(cat.vectors, n["queries"], n["recall"])
     results.update({k: million.pop(k) for k in ("knn_1m_ms_p50", "knn_1m_recall_at_10")})
     details.update(million)
     if not quick:
         progress("timing brute-force queries: a 64-D latent and raw pixels")
-        details.update(bench_compute.measure_other_spaces(data, n["invariant"]))
+        details.update(compute.measure_other_spaces(data, n["invariant"]))
     # last: torch's default thread count leaves OpenMP workers behind that would slow what follows
     progress("timing single-image encode/decode with torch's default threads and with one")
-    details.update(bench_compute.measure_threads(ckpt, tiled.images[:n["threads"]],
+    details.update(compute.measure_threads(ckpt, tiled.images[:n["threads"]],
                                                  batch=None if quick else tiled.images[:4096]))
     del cat, tiled
 
     if not quick:
         progress(f"training the improved VAE for one epoch over {len(data):,} galaxies (torch's default threads)")
-        found = bench_compute.measure_epoch(ckpt, data)
+        found = compute.measure_epoch(ckpt, data)
         results["epoch_s"] = found.pop("epoch_s")
         details.update(found)
         progress("... and again with one torch thread")
-        with bench_compute.torch_threads(1):
-            details["epoch_s_1_thread"] = bench_compute.measure_epoch(ckpt, data)["epoch_s"]
+        with compute.torch_threads(1):
+            details["epoch_s_1_thread"] = compute.measure_epoch(ckpt, data)["epoch_s"]
 
     ordered = {key: results[key] for key, _, _ in KEYS if key in results}
     machine["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    return {**ordered, "fragment_speedup": results["fragment_speedup"], "skipped": skipped,
+    return {**ordered, "fragment_speedup": results.get("fragment_speedup"), "skipped": skipped,
             "goals": check_goals(results), "machine": machine,
             "dataset": describe_dataset(data), "details": details, "quick": quick,
             "seconds": time.perf_counter() - started}
@@ -195,11 +198,11 @@ def run_bench(quick: bool = False, data_path: str | Path | None = None, checkpoi
 
 def describe_dataset(data) -> dict:
     """What the figures were measured on, and whether it was tiled up to Galaxy10 size."""
-    tiled = len(data) < bench_compute.GALAXY10
+    tiled = len(data) < compute.GALAXY10
     note = (f"tiled sample: the {len(data):,} real cutouts of {data.name} in four rotations, cut to "
-            f"{bench_compute.GALAXY10:,} (Galaxy10 size)") if tiled else f"{data.name} as it is"
+            f"{compute.GALAXY10:,} (Galaxy10 size)") if tiled else f"{data.name} as it is"
     return {"file": str(data.path or data.name), "galaxies_in_file": len(data),
-            "galaxies": max(len(data), bench_compute.GALAXY10), "tiled": tiled, "note": note}
+            "galaxies": max(len(data), compute.GALAXY10), "tiled": tiled, "note": note}
 
 
 def _fmt(value) -> str:

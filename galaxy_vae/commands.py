@@ -1,0 +1,229 @@
+"""What each ``python -m galaxy_vae COMMAND`` does: one small ``cmd_*`` function per command over
+the library (the flags are wired in :mod:`galaxy_vae.cli`). Heavy imports happen inside the
+commands, so ``--help`` and ``info`` never load torch."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from galaxy_vae.errors import GalaxyVAEError
+
+
+def _print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def cmd_info(args) -> int:
+    from galaxy_vae.data import describe, open_dataset
+
+    summary = describe(open_dataset(args.file))
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"{args.file}: {summary['n']} images of {'x'.join(map(str, summary['image_shape']))}")
+    print(f"source: {summary['source']}")
+    width = max(len(name) for name in summary["classes"])
+    for i, (name, count) in enumerate(summary["counts"].items()):
+        print(f"  {i:>2}  {name:<{width}}  {count:>6}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from galaxy_vae.importer import import_folder
+
+    report = import_folder(args.folder, args.labels, args.out, args.class_names,
+                           galaxy_zoo_frame=not args.no_crop, source=args.source,
+                           workers=args.workers)
+    for name, reason in report.unreadable:
+        print(f"skipped unreadable {name}: {reason}", file=sys.stderr)
+    for name in report.unlabelled:
+        print(f"skipped unlabelled {name}: no row in {args.labels}", file=sys.stderr)
+    if report.missing:
+        print(f"{len(report.missing)} ids in {args.labels} have no picture "
+              f"(first: {', '.join(report.missing[:5])})", file=sys.stderr)
+    print(f"wrote {report.written} galaxies to {report.out} "
+          f"({len(report.unreadable)} unreadable, {len(report.unlabelled)} unlabelled skipped)")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from galaxy_vae.fetch import REGISTRY, REUSE, fetch_dataset
+
+    result = fetch_dataset(args.dataset, args.dir, replace=args.replace)
+    done = "already there" if result.action == REUSE else "downloaded"
+    print(f"{REGISTRY[args.dataset].title}: {done}, sha256 verified: {result.path}")
+    print(f"next: python -m galaxy_vae info {result.path}")
+    return 0
+
+
+# --- search -----------------------------------------------------------------------------------
+
+def cmd_search(args) -> int:
+    """Nearest catalogue galaxies of each picture: the map page's upload search, from a shell."""
+    from galaxy_vae.catalogue import Catalogue, ModelSpace
+    from galaxy_vae.checkpoints import load_checkpoint
+    from galaxy_vae.data import open_for_search
+    from galaxy_vae.extent import catalogue_extent
+    from galaxy_vae.images import prepare_upload
+    from galaxy_vae.search import neighbour_table
+
+    data = open_for_search(args.data, challenge=not args.all_classes)
+    target = catalogue_extent(data.images) if args.framing == "auto" else None
+    prepared, failed = [], []
+    for path in args.image:  # read every picture before any work, so one bad file costs nothing
+        try:
+            prepared.append(prepare_upload(path, framing=args.framing, target_fraction=target).stored)
+        except GalaxyVAEError as exc:
+            failed.append(f"{path}: {exc}")
+    if failed:
+        print("error: " + "\n".join(failed), file=sys.stderr)
+        return 2
+    catalogue = Catalogue(data, ModelSpace(load_checkpoint(args.checkpoint)), progress=not args.json)
+    results = [neighbour_table(catalogue.look_up(image, args.k, args.invariant).neighbours, data) for image in prepared]
+    if args.json:
+        _print_json(results)
+        return 0
+    for path, rows in zip(args.image, results):
+        print(f"{path}:")
+        for r in rows:
+            print(f"  {r['rank']:>3}  {r['id']:<20}  {r['class_name']:<28}  {r['distance']:.4f}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    """Lookalikes of a picture: the Milky Way page's grid from a shell (same preparation, sampling, decoding)."""
+    from galaxy_vae import lookalikes
+    from galaxy_vae.catalogue import Catalogue, ModelSpace
+    from galaxy_vae.checkpoints import load_checkpoint
+    from galaxy_vae.data import open_for_search
+    from galaxy_vae.extent import catalogue_extent
+    from galaxy_vae.images import prepare_upload
+    from galaxy_vae.paths import default_dataset
+    from galaxy_vae.raster import grid_png, grid_shape
+
+    problems = [msg for bad, msg in (
+        (args.n < 1, f"-n must be at least 1, not {args.n}"),
+        (not 0 <= args.temperature < float("inf"), f"--temperature must be a number >= 0, not {args.temperature}"),
+        (args.out.suffix.lower() != ".png", f"--out must end in .png, not {args.out.name!r}")) if bad]
+    if problems:
+        print("error: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    data = open_for_search(args.data or default_dataset(), challenge=not args.all_classes)
+    target = catalogue_extent(data.images) if args.framing == "auto" else None
+    query = prepare_upload(args.near, framing=args.framing, target_fraction=target).stored
+    ckpt = load_checkpoint(args.checkpoint)
+    looks = lookalikes.sample_lookalikes(Catalogue(data, ModelSpace(ckpt)), query, args.n, args.temperature, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(grid_png(looks.images))
+    rows, cols = grid_shape(args.n)
+    print(f"wrote {args.out}: {args.n} lookalikes of {args.near.name} in a {rows}x{cols} grid "
+          f"(temperature {args.temperature:g}, seed {args.seed}, {ckpt.path.name})")
+    described = zip(looks.nearest, looks.distances, looks.predicted, looks.probability)
+    for i, (row, dist, label, p) in enumerate(described, 1):
+        print(f"  {i:>3}  predicted {looks.class_names[label]:<20} ({p:4.0%})  nearest real galaxy "
+              f"{data.ids[row]} ({data.class_names[data.labels[row]]}, d={dist:.4f})")
+    return 0
+
+
+# --- models: train, evaluate, embed -----------------------------------------------------------
+
+def _train_command(args) -> str:
+    """The command line that reproduces this training run: every flag given, in a fixed order."""
+    import shlex
+
+    from galaxy_vae.configs import flag_fields
+
+    parts = ["python", "-m", "galaxy_vae", "train", "--model", args.model, "--data", str(args.data)]
+    for f in flag_fields():
+        value = getattr(args, f.name)
+        if value is None:
+            continue
+        name = f.name.replace("_", "-")
+        if isinstance(f.default, bool):  # given on the command line: kept as given
+            parts.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            parts += [f"--{name}", str(value)]
+    if args.classes is not None:
+        parts += ["--classes", *map(str, args.classes)]
+    if args.all_classes:
+        parts.append("--all-classes")
+    if args.model_config:
+        parts += ["--model-config", args.model_config]
+    return shlex.join(parts + ["--out", str(args.out)])
+
+
+def cmd_train(args) -> int:
+    from galaxy_vae.configs import default_config, flag_fields
+    from galaxy_vae.models import MODELS
+    from galaxy_vae.train import train_model
+
+    if args.model not in MODELS:
+        raise GalaxyVAEError(f"Unknown model {args.model!r}", expected="a name in the model registry",
+                             found=repr(args.model), fix="Choose one of: " + ", ".join(MODELS) + ".")
+    try:
+        model_config = json.loads(args.model_config) if args.model_config else None
+    except json.JSONDecodeError as exc:
+        print(f"error: --model-config is not JSON ({exc}); e.g. '{{\"head_hidden\": 0}}'", file=sys.stderr)
+        return 2
+    cfg = default_config(args.model, **{f.name: getattr(args, f.name) for f in flag_fields()})
+    path, meta = train_model(args.model, args.data, args.out, cfg, model_config, classes=args.classes,
+                             challenge=not args.all_classes, progress=not args.quiet,
+                             command=_train_command(args))
+    m = meta["metrics"]
+    print(f"{'interrupted: ' if meta['interrupted'] else ''}saved {path} after {meta['epochs_done']} "
+          f"epoch(s) in {meta['train_seconds'] / 60:.1f} min")
+    print("validation: " + ", ".join(f"{k}={m[k]:.4f}" for k in
+          ("precision_at_10", "macro_precision_at_10", "pixel_macro_precision_at_10", "recon_mse") if k in m))
+    return 130 if meta["interrupted"] else 0
+
+
+def cmd_evaluate(args) -> int:
+    from galaxy_vae.checkpoints import load_checkpoint
+    from galaxy_vae.data import open_dataset
+    from galaxy_vae.evaluate import evaluate_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    result = evaluate_checkpoint(ckpt, open_dataset(args.data), pixel=not args.no_pixel)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"{result['model']} ({ckpt.path.name}) on {result['dataset']}: {result['n_val']} validation "
+          f"galaxies, neighbours among {result['n_train']} training galaxies")
+    spaces = ["", "pixel_"] if not args.no_pixel else [""]
+    print(f"  {'':<28}" + "".join(f"{('latent' if s == '' else 'pixels'):>10}" for s in spaces))
+    for key in ("precision_at_10", "macro_precision_at_10", "precision_at_10_morph", "macro_precision_at_10_morph"):
+        print(f"  {key:<28}" + "".join(f"{result[s + key]:>10.4f}" for s in spaces))
+    print(f"  {'recon_mse (64x64)':<28}{result['recon_mse']:>10.5f}")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    import numpy as np
+
+    from galaxy_vae.checkpoints import dataset_for, load_checkpoint
+    from galaxy_vae.data import open_dataset
+    from galaxy_vae.embed import BATCH, encode_images
+
+    if args.out.suffix.lower() not in (".csv", ".npy"):
+        print(f"error: --out must end in .csv or .npy, not {args.out.name!r}", file=sys.stderr)
+        return 2
+    ckpt = load_checkpoint(args.checkpoint)
+    data = dataset_for(ckpt.meta, open_dataset(args.data))
+    z = encode_images(ckpt.model, data.images, batch_size=args.batch_size or BATCH, progress=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.suffix.lower() == ".npy":
+        np.save(args.out, z)  # (N, d) float32, rows in dataset order
+    else:
+        import csv
+
+        with open(args.out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "label", *[f"z{i}" for i in range(z.shape[1])]])
+            for gid, label, row in zip(data.ids, data.labels, z):
+                w.writerow([gid, data.class_names[label], *[f"{v:.6g}" for v in row]])
+    print(f"wrote {len(z)} latents of dimension {z.shape[1]} ({ckpt.name}) to {args.out}")
+    return 0

@@ -1,0 +1,48 @@
+"""Training settings: dataclasses with a sentence per default, and nothing that needs torch, so
+the CLI derives its ``train`` flags (and the reproduce command stored in a checkpoint) from these
+fields without loading a model. Each setting is written once, here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+
+def setting(default, help: str, flag: bool = True):
+    """A dataclass field with its explanation; ``flag=False`` keeps it off the command line."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = setting(40, "passes over the training split")
+    batch_size: int = setting(128, "images per optimiser step")
+    lr: float = setting(3e-3, "peak AdamW learning rate (after warm-up, then cosine decay to 0)")
+    warmup: float = setting(0.05, "fraction of the steps spent warming the learning rate up")
+    weight_decay: float = setting(1e-4, "AdamW decoupled weight decay")
+    beta: float = setting(1.0, "weight of the KL term (VAEs)")
+    class_weight: float = setting(30.0, "weight of the class head's cross-entropy: the map separates classes")
+    class_balance: float = setting(1.0, "class weights (1/count)**B: 0 plain cross-entropy, 1 fully balanced")
+    augment: bool = setting(True, "show every image in a random rotation/flip at every step")
+    chirality_pairs: list | None = setting(None, "mirror-image class pairs; None: found from class names", flag=False)
+    seed: int = setting(0, "seed of initial weights, batch order, augmentation and sampling noise")
+    split_seed: int = setting(0, "seed of the stratified train/validation split")
+    val_fraction: float = setting(0.2, "share of each class held out for validation")
+    eval_every: int = setting(1, "epochs between validation retrieval metrics (the loss is every epoch)")
+    device: str | None = setting(None, "cuda or cpu (default: the GPU when there is one)")
+
+
+# The seed models as they were trained: plain losses, no augmentation.
+SEED_DEFAULTS = dict(epochs=30, lr=1e-3, warmup=0.0, weight_decay=0.0, class_weight=1.0,
+                     class_balance=0.0, augment=False)
+MODEL_DEFAULTS: dict[str, dict] = {"dense_ae": SEED_DEFAULTS, "conv_vae": SEED_DEFAULTS}
+
+
+def default_config(model: str, **overrides) -> TrainConfig:
+    """The training config for registry model ``model``, with ``overrides`` (None values ignored)."""
+    cfg = replace(TrainConfig(), **MODEL_DEFAULTS.get(model, {}))
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def flag_fields(cls=TrainConfig) -> list:
+    """The fields of ``cls`` that are command-line flags, in declaration order."""
+    return [f for f in fields(cls) if f.metadata.get("flag", True)]
