@@ -30,8 +30,9 @@ import torch
 
 from galaxy_vae.captions import galaxy_caption, join_notes, outlier_message
 from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace, Query
+from galaxy_vae.checkpoints import HOW_TO_GET as HOW_TO_GET_CHECKPOINT
 from galaxy_vae.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
-from galaxy_vae.data import GALAXY10_SDSS_CLASSES, GalaxyData, model_view, open_for_search
+from galaxy_vae.data import GALAXY10_SDSS_CLASSES, HOW_TO_GET_DATA, GalaxyData, model_view, open_for_search
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.extent import catalogue_extent
 from galaxy_vae.generate import latent_grid_points, map_extent
@@ -42,9 +43,8 @@ from galaxy_vae.quality import ClassExamples, head_confusion, validation_example
 from galaxy_vae.quality import quality_table as _quality_rows
 from galaxy_vae.raster import data_uri, display_scale, png_bytes, raster_map, tile, upscale
 
-# A slider move decodes one latent: handing that to OpenMP threads costs more than the work (on a
-# busy 2-core machine 45-150 ms with 2 threads, 3 ms with one). Concurrent sessions still use every
-# core, each script run being its own thread.
+# A slider move decodes one latent: handing that to OpenMP threads costs more than the work.
+# Concurrent sessions still use every core, each script run being its own thread.
 torch.set_num_threads(1)
 
 # The app's pages in a newcomer's order: (file, title, icon, what it is for). The entry file
@@ -210,18 +210,13 @@ def sidebar() -> None:
     shares them. Missing or broken files stop the run with how to fix it."""
     folder, ckpt_folder = data_dir(), checkpoint_dir()
     datasets = sorted(folder.glob("*.h5")) + sorted(folder.glob("*.hdf5"))
-    if not datasets:
-        st.error(f"No dataset found in `{folder}`.")
-        st.info("Build the offline sample with `make sample`, fetch Galaxy10 with "
-                "`python -m galaxy_vae fetch galaxy10`, or import your own cutouts with "
-                "`python -m galaxy_vae import DIR --labels CSV --out data/mine.h5`.")
-        st.stop()
     checkpoints = list_checkpoints(ckpt_folder)
-    if not checkpoints:
-        st.error(f"No checkpoint found in `{ckpt_folder}`.")
-        st.info("Train one with `python -m galaxy_vae train --model galaxy_vae --data data/gz1_sample.h5 "
-                "--out checkpoints/galaxy_vae.safetensors` (see checkpoints/README.md).")
-        st.stop()
+    for found, what, where, fix in ((datasets, "dataset", folder, HOW_TO_GET_DATA),
+                                    (checkpoints, "checkpoint", ckpt_folder, HOW_TO_GET_CHECKPOINT)):
+        if not found:
+            st.error(f"No {what} found in `{where}`.")
+            st.info(fix)
+            st.stop()
     names = [p.name for p in datasets]
     data_path = datasets[names.index(st.sidebar.selectbox(
         "Dataset", names, index=names.index(SAMPLE_NAME) if SAMPLE_NAME in names else 0, key="dataset",
