@@ -11,7 +11,8 @@ def run() -> None:
                           for i, (path, title, icon, _) in enumerate(app.PAGES)])
     app.follow_deep_link()
     app.sidebar()  # dataset and model: drawn here once, so every page shares the choice
-    page.run()
+    with app.guard():
+        page.run()
 
 
 run()

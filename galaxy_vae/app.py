@@ -13,9 +13,12 @@ URL with ``bind="query-params"``. What Streamlit cannot do is handled here and s
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,7 +31,7 @@ import streamlit as st
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 
-from galaxy_vae.captions import galaxy_caption, join_notes, outlier_message
+from galaxy_vae.captions import error_text, galaxy_caption, join_notes, outlier_message
 from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace, Query
 from galaxy_vae.checkpoints import HOW_TO_GET as HOW_TO_GET_CHECKPOINT
 from galaxy_vae.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
@@ -58,6 +61,8 @@ PAGES = [("pages/home.py", "Home", ":material/home:", "what galaxy_vae is for, t
           "the catalogue galaxies most like our Milky Way, and generated lookalikes"),
          ("pages/model_quality.py", "Models & quality", ":material/analytics:",
           "how each model was trained, and how well each similarity retrieves galaxies of the same class")]
+log = logging.getLogger(__name__)
+UNEXPECTED = "Something went wrong on this page"  # the guard's message (tests look for it)
 BACKGROUND_GRID = 24  # decoded galaxies per side behind the latent map
 ENTRY_FILE = "streamlit_app.py"  # `streamlit run` target, beside pages/
 SESSION_KEY = "_session"  # the Session the sidebar built in this run
@@ -235,7 +240,7 @@ def sidebar() -> None:
         session = Session((str(data_path), stamp(data_path), challenge), (str(ckpt_path), stamp(ckpt_path)))
         session.checkpoint  # noqa: B018  (load now, so a broken file is reported here)
     except GalaxyVAEError as exc:
-        st.error(str(exc))
+        st.error(error_text(exc))
         st.stop()
     st.sidebar.caption(f"{len(session.data):,} galaxies · {type(session.checkpoint.model).__name__} "
                        f"({session.checkpoint.model.latent_dim}-D latent)")
@@ -318,7 +323,7 @@ def upload(label: str, key: str, session: Session, framing: bool = True, on_chan
     try:
         return _prepared_upload(file.file_id, session.target_extent if framing else None, file)
     except GalaxyVAEError as exc:
-        st.error(str(exc))
+        st.error(error_text(exc))
         return None
 
 
@@ -341,7 +346,7 @@ def prepared_file(path: Path, session: Session, framing: bool = True) -> Prepare
     try:
         return _prepared_file(str(path), stamp(Path(path)), session.target_extent if framing else None)
     except GalaxyVAEError as exc:
-        st.error(str(exc))
+        st.error(error_text(exc))
         return None
 
 
@@ -362,3 +367,27 @@ def show_query(query: Query, prepared: PreparedImage, left, right) -> None:
         st.caption(join_notes(prepared.notes))
     if query.outlier["outlier"]:
         st.warning(outlier_message(query.outlier))
+
+
+@contextmanager
+def guard():
+    """Whatever goes wrong inside (a page run, a fragment), the visitor sees what to do and the
+    traceback goes to the server log, never to the page. st.stop / st.rerun / st.switch_page pass
+    through: they are not Exceptions."""
+    try:
+        yield
+    except GalaxyVAEError as exc:  # input we could not use, said in the input's own terms
+        st.error(error_text(exc))
+    except Exception:
+        log.exception("unexpected error while running a page")
+        st.error(f"{UNEXPECTED}, and it is not your input's fault: the details went to the server log. "
+                 "Try another picture or setting, or reload the page; if it happens again, please report it.")
+
+
+def guarded(fn):
+    """``fn`` run under :func:`guard`: for fragments, whose reruns run outside the page's own guard."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with guard():
+            return fn(*args, **kwargs)
+    return run

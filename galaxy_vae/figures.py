@@ -15,6 +15,7 @@ Plotly's cost per trace, not per point, dominates there.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
 
@@ -28,20 +29,30 @@ GALAXY_META = "galaxies"  # trace.meta of selectable galaxy traces; others are m
 MARGIN = dict(l=10, r=10, t=30, b=10)
 
 
+def plain(texts: np.ndarray) -> np.ndarray:
+    """Ids or names from a dataset as Plotly shows them: its labels read a subset of HTML (<b>,
+    <a href>), so text with markup characters is escaped; ordinary ids pass without a copy."""
+    texts = np.asarray(texts, dtype=str)
+    if not (np.char.find(texts, "<") >= 0).any() and not (np.char.find(texts, "&") >= 0).any():
+        return texts
+    return np.array([html.escape(t) for t in texts])
+
+
 def _galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
                    ids: np.ndarray, size: float, opacity: float) -> list[dict]:
     """One selectable WebGL trace per non-empty class; customdata = global row (int64)."""
     colors = class_colors(class_names)
-    traces = []
+    traces, ids = [], plain(ids)
     for c, name in enumerate(class_names):
         rows = np.flatnonzero(labels == c)
         if not len(rows):
             continue
+        colour, name = colors[name], html.escape(name)
         traces.append(dict(
             type="scattergl", x=latents[rows, 0], y=latents[rows, 1], mode="markers", name=name,
             legendgroup=name, customdata=rows, text=ids[rows], meta=GALAXY_META,
             hovertemplate=f"%{{text}}<br>{name}<br>row %{{customdata}}<extra></extra>",
-            marker=dict(size=size, color=colors[name], opacity=opacity, line=dict(width=0))))
+            marker=dict(size=size, color=colour, opacity=opacity, line=dict(width=0))))
     return traces
 
 
@@ -117,7 +128,7 @@ def latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[st
     traces = _galaxy_traces(latents, np.asarray(labels), class_names, ids, point_size, 0.75)
     if neighbours is not None and len(neighbours):
         rows = np.asarray(neighbours, dtype=np.int64)
-        hover = [f"neighbour {r}: {ids[i]}" for r, i in enumerate(rows, start=1)]
+        hover = [f"neighbour {r}: {html.escape(str(ids[i]))}" for r, i in enumerate(rows, start=1)]
         traces.append(_marker_trace(latents[rows], "neighbours", "circle-open", point_size + 9,
                                     NEIGHBOUR_COLOR, hover, rows=rows))
     if query is not None:

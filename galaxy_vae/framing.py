@@ -22,14 +22,15 @@ log = logging.getLogger(__name__)
 CENTRED = 0.08  # a core this close to the picture's centre (share of the frame's side) counts as centred
 ZOOM_LIMIT = 8.0  # framing never magnifies or shrinks a picture by more than this
 MIN_FRAME = 16  # px: the smallest crop framing will take from a picture
+CANVAS_SIDE = 1024  # px: the framed square is drawn at most this large (it becomes a 69 px cutout)
 
 
 @dataclass(frozen=True)
 class Framing:
     """The framed picture with the galaxy's extent before and after."""
 
-    image: Image.Image  # square RGB picture, galaxy centred, at the upload's own resolution
-    # (the picture unchanged when applied is False)
+    image: Image.Image | None  # square RGB picture, galaxy centred, at most CANVAS_SIDE a side (the
+    # picture unchanged when applied is False; None once only the extents are kept)
     before: Extent
     after: Extent
     target: float  # the extent asked for
@@ -65,9 +66,10 @@ def _framing_centre(core: tuple[float, float], size: tuple[int, int], side: floa
 def frame_to(img: Image.Image | np.ndarray, target_fraction: float) -> Framing:
     """Pad or crop ``img`` around its galaxy so the galaxy's extent is ``target_fraction``.
 
-    The result is a square picture centred on the galaxy (see :func:`_framing_centre`), padded with the sky
-    colour where it reaches past the picture. No resampling happens here: the caller resizes the
-    square once, exactly as catalogue images are resized.
+    The result is a square picture centred on the galaxy (see :func:`_framing_centre`), padded with
+    the sky colour where it reaches past the picture. A square larger than CANVAS_SIDE (a small
+    galaxy in a large picture, padded out) is drawn box-reduced to that size: the caller resizes it
+    to 69 px anyway, and the canvas of a 5,000 px picture padded 3x would otherwise be 225 megapixels.
     """
     if not 0 < target_fraction < 0.5:
         raise ValueError(f"target_fraction must lie in (0, 0.5), got {target_fraction}")
@@ -86,10 +88,16 @@ def frame_to(img: Image.Image | np.ndarray, target_fraction: float) -> Framing:
     left = round(centre[0] - side_px / 2)
     top = round(centre[1] - side_px / 2)
     box = (left, top, left + side_px, top + side_px)
-    canvas = Image.new("RGB", (side_px, side_px), before.sky)
+    scale = min(1.0, CANVAS_SIDE / side_px)  # canvas pixels per picture pixel
+    canvas = Image.new("RGB", (max(1, round(side_px * scale)),) * 2, before.sky)
     inside = (max(left, 0), max(top, 0), min(box[2], pil.width), min(box[3], pil.height))
     if inside[0] < inside[2] and inside[1] < inside[3]:
-        canvas.paste(pil.crop(inside), (inside[0] - left, inside[1] - top))
+        at = (round((inside[0] - left) * scale), round((inside[1] - top) * scale))
+        part = pil.crop(inside)
+        if scale < 1:
+            part = part.resize((max(1, round(part.width * scale)), max(1, round(part.height * scale))),
+                               Image.Resampling.BOX)
+        canvas.paste(part, at)
     after = measure_extent(canvas)
     return Framing(canvas, before, after, target_fraction, box, applied=True,
                    clamped=abs(side - wanted) > 0.5)

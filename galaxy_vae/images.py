@@ -23,12 +23,13 @@ first frame, and EXIF orientation is applied.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 import struct
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +54,9 @@ FORMATS = tuple(PICTURE_TYPES)  # decoders allowed (JPEG includes MPO)
 UPLOAD_EXTENSIONS = [ext for _, exts in PICTURE_TYPES.values() for ext in exts]
 MAX_PIXELS = 40_000_000  # 40 megapixels: a large camera photo; more is refused before decoding
 MIN_SIDE = 8  # px: below this no galaxy shape survives (the stored cutout is 69 px)
+WORK_SIDE = 1024  # px: uploads are box-reduced (by whole factors) until their shorter side is near this
+DISPLAY_SIDE = 384  # px: the copies of an upload kept for display after preparation
+BIG_PICTURE = 4_000_000  # pixels: after preparing a picture this large, freed memory goes back to the OS
 MAX_ASPECT = 10.0  # longer/shorter side: beyond it the centre square keeps < 10 % of the picture
 # what PIL raises on broken or hostile files (struct/zlib/Index errors come from malformed headers)
 PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError,
@@ -75,13 +79,15 @@ class DecodedImage:
 
 @dataclass(frozen=True, eq=False)
 class PreparedImage:
-    """An upload prepared exactly as catalogue images are stored."""
+    """An upload prepared exactly as catalogue images are stored. Only small arrays are kept (a
+    prepared upload is cached): the stored cutout and two display copies."""
 
     stored: np.ndarray  # (69, 69, 3) uint8, read-only; models crop their view from it
-    image: Image.Image  # the decoded RGB picture, before framing
+    picture: np.ndarray  # (h, w, 3) uint8: the picture as read, at most DISPLAY_SIDE a side
+    framed: np.ndarray | None  # the same of the framed square; None without framing
     original_size: tuple[int, int]  # (width, height) in the file
     notes: tuple[str, ...]  # what decoding and framing did, for the user
-    framing: Framing | None  # extent before/after and the framed picture; None with framing="none"
+    framing: Framing | None  # extents before/after (its image a display copy); None with framing="none"
 
 
 def flatten_alpha(img: Image.Image) -> Image.Image:
@@ -226,8 +232,25 @@ def _frame_note(img: Image.Image) -> str | None:
     return f"first frame of an animated {img.format}"
 
 
-def read_image(source: Source) -> DecodedImage:
+def _reduced(img: Image.Image, max_side: int | None, notes: list[str]) -> Image.Image:
+    """``img`` box-reduced by the largest whole factor that keeps its shorter side >= ``max_side``:
+    done before any copy (rotation, colour conversion, framing), so a 40-megapixel photo costs its
+    decoded bytes once, not four times. Modes PIL cannot reduce are left as they are."""
+    factor = min(img.size) // max_side if max_side else 0
+    if factor < 2:
+        return img
+    try:
+        out = img.reduce(factor)
+    except (ValueError, NotImplementedError):
+        return img
+    notes.append(f"reduced {factor}x to {out.width}x{out.height} before preparing (its galaxy needs no more)")
+    return out
+
+
+def read_image(source: Source, max_side: int | None = None) -> DecodedImage:
     """Decode a picture (path, bytes, or binary file) into upright 8-bit RGB; see module docstring.
+    With ``max_side``, a larger picture is box-reduced while it decodes (JPEG: at decode time) so
+    that its shorter side stays at least ``max_side``.
 
     Raises :class:`ImageError` for anything that is not a usable galaxy picture.
     """
@@ -260,9 +283,14 @@ def read_image(source: Source) -> DecodedImage:
             _check_size(label, *size)
             frame_note = _frame_note(img)
             try:
+                if max_side and fmt == "JPEG" and min(size) >= 2 * max_side:
+                    img.draft("RGB", (size[0] * max_side // min(size), size[1] * max_side // min(size)))
                 img.load()  # first frame only
+                if img.size != size:
+                    notes.append(f"decoded at {img.width}x{img.height}, a {size[0] // img.width}x reduction "
+                                 "(its galaxy needs no more)")
                 orientation = img.getexif().get(0x0112, 1)  # EXIF "Orientation"; 1 = upright
-                upright = ImageOps.exif_transpose(img)  # a copy, upright, EXIF tag removed
+                upright = ImageOps.exif_transpose(_reduced(img, max_side, notes))  # a copy, upright
             except PIL_ERRORS as exc:
                 raise _fail(label, f"a complete {fmt} file",
                             f"a truncated or damaged {fmt} file ({exc})",
@@ -275,6 +303,7 @@ def read_image(source: Source) -> DecodedImage:
         notes.append("turned upright as its EXIF orientation says")
     if fmt == "PNG" and data[24:25] == b"\x10" and upright.mode in ("RGB", "RGBA", "LA"):
         notes.append("16-bit image scaled to 8 bits")  # PIL reads 16-bit colour PNGs as 8-bit
+    del data, img
     return DecodedImage(_to_rgb(upright, label, notes), size, fmt, tuple(notes))
 
 
@@ -306,6 +335,25 @@ def galaxy10_cutout(img: Image.Image, size: int = STORED_SIZE) -> np.ndarray:
     return square_cutout(img, size, GZ_CROP_FRACTION)
 
 
+def release_freed_memory() -> None:
+    """Hand memory freed by a large decode back to the operating system. glibc keeps freed heap
+    pages for reuse, so after a 40-megapixel photo a server would go on holding ~100 MB it no longer
+    uses; malloc_trim returns them. A no-op where the C library has no malloc_trim."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
+
+
+def display_copy(img: Image.Image, side: int = DISPLAY_SIDE) -> np.ndarray:
+    """A small (h, w, 3) uint8 copy of ``img`` for showing it, at most ``side`` pixels a side."""
+    small = img.convert("RGB")
+    if max(small.size) > side:
+        small = small.copy()
+        small.thumbnail((side, side), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.uint8)
+
+
 def prepare_upload(source: Source, *, framing: str = "auto", target_fraction: float | None = None,
                    size: int = STORED_SIZE) -> PreparedImage:
     """Read an upload and cut it out as the catalogue was: (size, size, 3) uint8 in ``.stored``.
@@ -313,11 +361,12 @@ def prepare_upload(source: Source, *, framing: str = "auto", target_fraction: fl
     ``framing="auto"`` pads or crops around the galaxy first so that its half-light radius covers
     ``target_fraction`` of the frame, as in the catalogue; pass the dataset's own
     ``extent.catalogue_extent(data.images)``. Without one, ``CATALOGUE_EXTENT`` (measured on
-    the offline SDSS sample) is used. ``framing="none"`` takes the plain centre square.
+    the offline SDSS sample) is used. ``framing="none"`` takes the plain centre square. A large
+    picture is reduced while it decodes (:data:`WORK_SIDE`), and only small copies outlive this call.
     """
     if framing not in ("auto", "none"):
         raise ValueError(f'framing must be "auto" or "none", got {framing!r}')
-    decoded = read_image(source)
+    decoded = read_image(source, max_side=WORK_SIDE)
     notes = list(decoded.notes)
     picture, framed = decoded.image, None
     if framing == "auto":
@@ -329,4 +378,10 @@ def prepare_upload(source: Source, *, framing: str = "auto", target_fraction: fl
         notes.append(f"centre square {side}x{side} of the {picture.width}x{picture.height} picture kept")
     stored = square_cutout(picture, size)
     stored.flags.writeable = False
-    return PreparedImage(stored, decoded.image, decoded.original_size, tuple(notes), framed)
+    shown = display_copy(framed.image) if framed else None
+    prepared = PreparedImage(stored, display_copy(decoded.image), shown, decoded.original_size, tuple(notes),
+                             replace(framed, image=None) if framed else None)
+    if decoded.original_size[0] * decoded.original_size[1] > BIG_PICTURE:
+        del decoded, picture, framed
+        release_freed_memory()
+    return prepared

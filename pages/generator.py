@@ -3,7 +3,7 @@
 import streamlit as st
 
 from galaxy_vae import app, generate
-from galaxy_vae.captions import galaxy_caption
+from galaxy_vae.captions import error_text, galaxy_caption
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.figures import interpolation_path, selected_rows
 from galaxy_vae.raster import gif_bytes, grid_png, mark_map, png_bytes
@@ -17,7 +17,7 @@ def _choose(how) -> None:
     try:
         (a, b), error = how(), None
     except GalaxyVAEError as exc:
-        (a, b), error = state.gen_pair, str(exc)
+        (a, b), error = state.gen_pair, error_text(exc)
     state.update(gen_pair=(a, b), gen_id_a=str(data.ids[a]), gen_id_b=str(data.ids[b]), gen_error=error)
 
 
@@ -28,6 +28,7 @@ def _on_click() -> None:
 
 
 @st.fragment
+@app.guarded
 def free_decoding() -> None:
     c = st.columns(2)
     x, y = (c[i].slider(axes[i], spec["lo"][i], spec["hi"][i], step=spec["step"][i], format=spec["format"][i],
@@ -43,6 +44,7 @@ def free_decoding() -> None:
 
 
 @st.fragment
+@app.guarded
 def step_at_t(a: int, b: int, method: str) -> None:
     t = st.slider("t (0 = galaxy A, 1 = galaxy B)", 0.0, 1.0, 0.5, step=0.01, key="gen_t", **KEEP)
     app.decoded_beside_nearest(session, generate.path_between(cat, a, b, [t], method), f"Decoded at t = {t:.2f}",

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_vae import app
+from galaxy_vae.captions import esc
 from galaxy_vae.quality import sample_rows
 
 PER_CLASS = 6  # sample galaxies shown per class
@@ -21,8 +22,8 @@ for path, title, icon, what in app.PAGES[1:]:
     st.page_link(path, label=f"**{title}**: {what}", icon=icon)
 
 st.header("The dataset")
-st.markdown(f"**{data.name}**: {len(data):,} galaxies, {data.images.shape[1]}×{data.images.shape[2]} pixels "
-            f"in colour, {len(data.class_names)} classes. {data.source}")
+st.markdown(f"**{esc(data.name)}**: {len(data):,} galaxies, {data.images.shape[1]}×{data.images.shape[2]} pixels "
+            f"in colour, {len(data.class_names)} classes. {esc(data.source)}")
 counts = data.counts()
 st.dataframe(pd.DataFrame({"class": list(counts), "galaxies": list(counts.values()),
                            "share": [c / len(data) for c in counts.values()]}),
@@ -36,8 +37,8 @@ st.markdown(
 st.header("Sample galaxies")
 st.caption(f"{PER_CLASS} galaxies of each class, the same ones on every visit, at the 64×64 the models see.")
 for name, rows in zip(data.class_names, sample_rows(data.labels, len(data.class_names), PER_CLASS)):
-    st.subheader(f"{name} ({counts[name]:,})")
+    st.subheader(f"{esc(name)} ({counts[name]:,})")
     if len(rows) == 0:
         st.caption("No galaxies of this class in the dataset.")
         continue
-    app.catalogue_gallery(session, rows, [str(data.ids[r]) for r in rows], columns=PER_CLASS)
+    app.catalogue_gallery(session, rows, [esc(data.ids[r]) for r in rows], columns=PER_CLASS)

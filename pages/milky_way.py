@@ -41,8 +41,8 @@ if prepared is None:
 
 query = app.look_up(cat, prepared)
 c = st.columns(4)
-c[0].image(prepared.image, caption="The picture as read", width="stretch")
-c[1].image(prepared.framing.image if prepared.framing else prepared.image, width="stretch",
+c[0].image(prepared.picture, caption="The picture as read", width="stretch")
+c[1].image(prepared.framed if prepared.framed is not None else prepared.picture, width="stretch",
            caption="Framed like the catalogue" if prepared.framing else "Framing off: the centre square is used")
 app.show_query(query, prepared, c[2], c[3])
 
@@ -79,7 +79,7 @@ seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, step=1, key="seed", **URL)
 try:
     looks = mw.sample_lookalikes(cat, prepared.stored, n, temperature, int(seed))
 except GalaxyVAEError as exc:
-    st.info(str(exc))
+    st.info(captions.error_text(exc))
     st.stop()
 st.caption("Under each lookalike and its predicted class: the nearest real galaxy in the model's latent.")
 sample_caps, nearest_caps = captions.lookalike_captions(looks, data)

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_vae import app
+from galaxy_vae.captions import error_text, esc
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.figures import confusion_matrix_figure, loss_curves
 from galaxy_vae.models import count_parameters
@@ -38,18 +39,18 @@ st.caption("Loss terms per epoch: training (solid) and validation (dashed). reco
 try:
     examples, cm = session.validation_examples(PER_CLASS), session.confusion()
 except GalaxyVAEError as exc:  # a checkpoint trained on other classes than this dataset's
-    st.error(str(exc))
+    st.error(error_text(exc))
     st.stop()
 
 st.header("Reconstructions")
 st.caption(f"{PER_CLASS} validation galaxies of each class (64×64 crop) beside the model's reconstruction.")
 for ex in examples:
-    st.subheader(ex.class_name)
+    st.subheader(esc(ex.class_name))
     if not ex.ids:
         st.caption("No validation galaxies of this class.")
         continue
     images, captions = ex.interleaved()
-    app.gallery(images, captions, columns=2 * PER_CLASS)
+    app.gallery(images, [esc(c) for c in captions], columns=2 * PER_CLASS)
 
 st.header("Class head on the validation split")
 if cm is None:
@@ -63,11 +64,13 @@ st.header("Retrieval quality of every checkpoint")
 rows, problems = session.quality_table()
 counts = data.counts()
 largest = max(counts, key=counts.get)
-pairs = [f"{data.class_names[a]} and {data.class_names[b]}" for a, b in chirality_pairs(data.class_names)]
+names = [esc(n) for n in data.class_names]
+pairs = [f"{names[a]} and {names[b]}" for a, b in chirality_pairs(data.class_names)]
 st.markdown(
     f"Precision@10: the share of a validation galaxy's 10 nearest training galaxies that share its class. "
-    f"{largest} is {counts[largest] / len(data):.0%} of {data.name}, so plain precision mostly measures "
-    f"{largest} galaxies; **macro** precision averages per class first, and is the figure that tells models apart.")
+    f"{esc(largest)} is {counts[largest] / len(data):.0%} of {esc(data.name)}, so plain precision mostly measures "
+    f"{esc(largest)} galaxies; **macro** precision averages per class first, and is the figure that tells "
+    "models apart.")
 st.markdown(f"The *morph* figures count {' and '.join(pairs)} as one class: one morphology seen in a mirror."
             if pairs else "This dataset has no mirror-image classes, so the *morph* figures equal the strict ones.")
 st.caption("recon_mse: mean squared error at 64×64, pixel values in [0, 1]. "
@@ -77,4 +80,4 @@ st.dataframe(pd.DataFrame(rows).set_index("checkpoint"), key="quality_table",
                             "recon_mse": NUMBER("recon MSE", format="%.5f"),
                             "latent_dim": NUMBER("latent dim"), "n_val": NUMBER("validation galaxies")})
 for problem in problems:
-    st.warning(problem)
+    st.warning(esc(problem))

@@ -8,6 +8,8 @@ from __future__ import annotations
 from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
+from galaxy_vae.app import UNEXPECTED
+
 ENTRY = str(ROOT / "streamlit_app.py")
 
 
@@ -15,7 +17,7 @@ def open_page(page: str, *, model: str | None = None, params: dict | None = None
               timeout: float = 300, check: bool = True) -> AppTest:
     """A fresh app showing ``pages/<page>.py`` after one run. ``model``: the sidebar's model choice
     (a file name in the checkpoints folder); ``params``: URL query parameters; ``state``: session
-    state set before the first run. With ``check``, the run must raise nothing."""
+    state set before the first run. With ``check``, the run must go through (:func:`assert_ok`)."""
     at = AppTest.from_file(ENTRY, default_timeout=timeout)
     if model:
         at.session_state["model"] = model
@@ -26,5 +28,12 @@ def open_page(page: str, *, model: str | None = None, params: dict | None = None
     at.switch_page(f"pages/{page}.py")
     at.run()
     if check:
-        assert not at.exception, at.exception
+        assert_ok(at)
     return at
+
+
+def assert_ok(at: AppTest) -> None:
+    """The run raised nothing and the page guard caught nothing (its traceback is in the log)."""
+    assert not at.exception, at.exception
+    caught = [e.value for e in at.error if e.value.startswith(UNEXPECTED)]
+    assert not caught, caught

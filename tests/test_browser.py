@@ -190,3 +190,24 @@ def test_browser_milky_way_link_on_a_fresh_server_reproduces_the_view_and_follow
         page.wait_for_function("() => location.search.includes('top_k=6')", timeout=CLICK_TIMEOUT_S * 1e3)
         bh.wait_idle(page, CLICK_TIMEOUT_S)
         assert "samples=8" in page.url and "answer=pixels" in page.url, page.url
+
+
+def test_browser_markup_in_a_file_name_or_its_content_makes_the_browser_fetch_nothing(browser, app, sample_path):
+    """A text file holding an image link, and a file whose name is one: the page shows both as
+    text, and chromium never asks for the linked URL."""
+    from uploads import MARKDOWN_IMAGE, MARKDOWN_NAME
+
+    page = bh.open_page(browser, app.url + "/latent_map", timeout_s=MAP_TIMEOUT_S)
+    bh.wait_for_map(page, MAP_TIMEOUT_S)
+    asked = []
+    page.on("request", lambda request: asked.append(request.url) if ":8999" in request.url else None)
+    uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    for name, content in ((MARKDOWN_NAME, b"not a picture"), ("notes.png", MARKDOWN_IMAGE.encode())):
+        uploader.set_input_files({"name": name, "mimeType": "image/png", "buffer": content})
+        page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=CLICK_TIMEOUT_S * 1e3)
+        bh.wait_idle(page, CLICK_TIMEOUT_S)
+        shown = " ".join(bh.page_errors(page)).replace("\u200b", "")  # as typed, links broken invisibly
+        assert ("![n](http://127.0.0.1:8999/name.png) **b**.png" in shown or MARKDOWN_IMAGE in shown), shown
+        assert not page.query_selector('[data-testid="stAlertContentError"] img, [data-testid="stAlertContentError"] a')
+    page.wait_for_timeout(1000)
+    assert not asked, asked

@@ -13,7 +13,7 @@ from PIL import Image
 from galaxy_vae import extent
 from galaxy_vae.data import model_view
 from galaxy_vae.extent import CATALOGUE_EXTENT, catalogue_extent, measure_extent, measure_extents
-from galaxy_vae.framing import frame_to
+from galaxy_vae.framing import CANVAS_SIDE, frame_to
 from galaxy_vae.images import GZ_CROP_FRACTION, decode_image, galaxy10_cutout, prepare_upload, square_cutout
 
 PAD = 3  # padded test frames are 3x the cutout: the galaxy then covers a third of its extent
@@ -159,7 +159,7 @@ def test_framing_milky_way_is_shrunk_to_catalogue_extent(milky_way_path, sample)
     assert framing.before.fraction > target + 0.02  # it fills more of its frame than catalogue galaxies
     assert framing.after.fraction == pytest.approx(target, abs=0.01)
     side = framing.box[2] - framing.box[0]
-    assert side > 800 and framing.image.size == (side, side)  # padded, not cropped
+    assert side > 800 and framing.image.size == (min(side, CANVAS_SIDE),) * 2  # padded, not cropped
     corners = np.asarray(framing.image)[[0, 0, -1, -1], [0, -1, 0, -1]]
     assert (corners == 0).all()  # padded with its own sky: black
     stored = prepare_upload(milky_way_path, target_fraction=target).stored
@@ -216,3 +216,15 @@ def test_framing_half_light_radius_matches_photutils_curve_of_growth(sample):
     for i in range(len(flux)):  # photutils counts pixel centres at integers, ours at i + 0.5
         cog = CurveOfGrowth(flux[i], (cx[i] - 0.5, cy[i] - 0.5), np.linspace(0.25, aperture[i], 200))
         assert abs(radius[i] - cog.calc_radius_at_ee(0.5 * cog.profile[-1])) < 0.15, i
+
+
+def test_framing_canvas_is_bounded_for_a_small_galaxy_in_a_huge_picture():
+    """A 5,000 px picture of a small disc padded out to the catalogue's extent: the square taken is
+    ~3x the picture, but it is drawn at most CANVAS_SIDE pixels, with the galaxy where it belongs."""
+    side = 5000
+    yy, xx = np.mgrid[:side, :side]
+    disc = (np.hypot(yy - side / 2, xx - side / 2) < side * 0.35).astype(np.uint8) * 220
+    framing = frame_to(np.repeat(disc[..., None], 3, axis=2), 0.13)
+    assert framing.applied and framing.box[2] - framing.box[0] > side
+    assert framing.image.size == (CANVAS_SIDE, CANVAS_SIDE)
+    assert framing.after.fraction == pytest.approx(0.13, abs=0.01)

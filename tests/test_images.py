@@ -16,7 +16,18 @@ import pytest
 from PIL import Image
 
 from galaxy_vae.errors import ImageError
-from galaxy_vae.images import MAX_PIXELS, MIN_SIDE, STORED_SIZE, decode_image, prepare_upload, read_image, square_cutout
+from galaxy_vae.extent import CATALOGUE_EXTENT
+from galaxy_vae.framing import frame_to
+from galaxy_vae.images import (
+    DISPLAY_SIDE,
+    MAX_PIXELS,
+    MIN_SIDE,
+    STORED_SIZE,
+    decode_image,
+    prepare_upload,
+    read_image,
+    square_cutout,
+)
 
 
 def encode(img: Image.Image, fmt: str, **params) -> bytes:
@@ -300,7 +311,10 @@ def test_images_prepare_auto_frames_and_notes(milky_way_path):
     assert prepared.framing is not None and prepared.framing.applied
     assert any(note.startswith("framed (padded)") for note in prepared.notes)
     assert prepared.stored.shape == (STORED_SIZE, STORED_SIZE, 3)
-    np.testing.assert_array_equal(prepared.stored, square_cutout(prepared.framing.image))
+    framed = frame_to(decode_image(milky_way_path), CATALOGUE_EXTENT)
+    np.testing.assert_array_equal(prepared.stored, square_cutout(framed.image))
+    assert prepared.framing.image is None  # only small copies outlive preparation
+    assert max(prepared.picture.shape[:2]) <= DISPLAY_SIDE and max(prepared.framed.shape[:2]) <= DISPLAY_SIDE
     with pytest.raises(ValueError, match="framing"):
         prepare_upload(milky_way_path, framing="tight")
 

@@ -14,6 +14,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from apptest import assert_ok
 from apptest import open_page as open_app
 from streamlit.testing.v1 import AppTest
 
@@ -77,7 +78,7 @@ def check_slider_decodes(at: AppTest) -> None:
     urls = []
     for x in (lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo), lo + 0.25 * (hi - lo)):
         at.slider(key="gen_z1").set_value(x).run()
-        assert not at.exception, at.exception
+        assert_ok(at)
         urls.append(image_url(at, "Decoded at ("))
     assert urls[0] == urls[2] != urls[1]
     session = app.Session(*at.session_state["gen_for"])
@@ -96,7 +97,7 @@ def check_endpoints(at: AppTest, a: int, b: int, method: str) -> None:
     vectors = app.Session(*at.session_state["gen_for"]).catalogue.vectors
     for t, row in ((0.0, a), (1.0, b)):
         at.slider(key="gen_t").set_value(t).run()
-        assert not at.exception, at.exception
+        assert_ok(at)
         assert image_url(at, "Decoded at t =") == expected_url(at, vectors[row]), (t, method)
         nearest = [c for img in at.image for c in img.captions if c.startswith("Nearest real galaxy")][-1]
         assert str(data.ids[row]) in nearest and nearest.endswith("d=0.000")
@@ -128,7 +129,7 @@ def test_page_generator_interpolation_ends_decode_the_latent_means(at, sample, m
 def test_page_generator_unknown_id_is_an_error_not_a_traceback(at):
     before = tuple(at.session_state["gen_pair"])
     at.text_input(key="gen_id_a").set_value("not-a-galaxy").run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert at.error and "No galaxy with id 'not-a-galaxy'" in at.error[0].value
     assert tuple(at.session_state["gen_pair"]) == before
     assert at.text_input(key="gen_id_a").value != "not-a-galaxy"  # the box shows the galaxy kept
@@ -140,7 +141,7 @@ def test_page_generator_random_pair_from_two_classes(at, sample):
     at.selectbox(key="gen_class_b").set_value(names.index("Edge-on"))
     at.number_input(key="gen_seed").set_value(7)
     at.button(key="gen_random").click().run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     a, b = at.session_state["gen_pair"]
     assert (sample.class_names[sample.labels[a]], sample.class_names[sample.labels[b]]) == ("Merger", "Edge-on")
     assert at.text_input(key="gen_id_a").value == sample.ids[a]
@@ -152,7 +153,7 @@ def test_page_generator_strip_and_grid_sizes_follow_their_sliders(at):
     at.slider(key="gen_frames").set_value(3)
     at.slider(key="gen_grid_n").set_value(5)
     at.run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert [c for img in at.image for c in img.captions if c.startswith("t = ")] == ["t = 0.00", "t = 0.50", "t = 1.00"]
     assert any(c.startswith("Decoded on an 5 x 5 grid") for img in at.image for c in img.captions)
 
@@ -182,5 +183,5 @@ def test_page_generator_keeps_its_settings_across_pages(at):
     at.run()
     at.switch_page("pages/home.py").run()
     at.switch_page("pages/generator.py").run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert at.slider(key="gen_frames").value == 4 and at.slider(key="gen_z1").value == at.slider(key="gen_z1").max

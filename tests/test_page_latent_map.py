@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from apptest import open_page
+from apptest import assert_ok, open_page
 from conftest import ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 from uploads import BAD_UPLOADS, VALID_ODD_UPLOADS
 
 from galaxy_vae import catalogue as catalogue_module
+from galaxy_vae.captions import esc
 from galaxy_vae.catalogue import ModelSpace
 from galaxy_vae.paths import checkpoint_dir
+
+UNESCAPED_MARKUP = re.compile(r"(?<!\\)(!\[|\]\(|\*\*)")  # an image or link, or bold, not escaped
 
 
 def neighbour_captions(at: AppTest) -> list[str]:
@@ -36,7 +40,7 @@ def at(sample_path):
 def upload(at: AppTest, path_or_bytes, name: str = "milky-way.webp", mime: str = "image/webp") -> AppTest:
     content = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()
     at.file_uploader(key="map_upload").set_value((name, content, mime)).run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     return at
 
 
@@ -74,7 +78,7 @@ def test_latent_map_page_matches_cli(at, milky_way_path, sample_path):
 def test_latent_map_catalogue_query_excludes_itself(at, sample):
     at.session_state["map_query"] = ("row", 5, at.session_state["map_data_key"])  # what a click on row 5 stores
     at.run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert at.image[0].captions[0].split(" · ")[0] == sample.ids[5]
     captions = neighbour_captions(at)
     assert len(captions) == 12
@@ -85,9 +89,10 @@ def test_latent_map_catalogue_query_excludes_itself(at, sample):
 def test_latent_map_bad_upload_shows_error(at, name):
     filename, content, mime = BAD_UPLOADS[name]()
     at.file_uploader(key="map_upload").set_value((filename, content, mime)).run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert at.error, f"{name}: no error shown"
-    assert filename in at.error[0].value
+    assert esc(filename) in at.error[0].value
+    assert not UNESCAPED_MARKUP.search(at.error[0].value), at.error[0].value  # text from the file stays text
     assert at.title[0].value == "Latent map" and at.get("plotly_chart"), "the page keeps working"
 
 
@@ -95,7 +100,7 @@ def test_latent_map_bad_upload_shows_error(at, name):
 def test_latent_map_unusual_but_valid_upload_is_searched(at, name):
     filename, content, mime = VALID_ODD_UPLOADS[name]()
     at.file_uploader(key="map_upload").set_value((filename, content, mime)).run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert not at.error, f"{name}: {[e.value for e in at.error]}"
     assert len(neighbour_captions(at)) == 12
 
@@ -106,7 +111,7 @@ def test_latent_map_a_click_from_another_catalogue_is_not_shown_as_this_ones_gal
     for stale in (("row", 5, ("other.h5", (0, 0), False)), ("row", 5)):  # another catalogue's; an old form
         at.session_state["map_query"] = stale
         at.run()
-        assert not at.exception, at.exception
+        assert_ok(at)
         assert any("Click a galaxy" in i.value for i in at.info) and not neighbour_captions(at)
 
 
@@ -116,10 +121,10 @@ def test_latent_map_settings_survive_a_visit_to_another_page(at):
     at.slider(key="k").set_value(5).run()
     at.toggle(key="invariant").set_value(True).run()
     at.switch_page("pages/generator.py").run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     at.slider(key="gen_frames").set_value(9).run()
     at.switch_page("pages/latent_map.py").run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert at.slider(key="k").value == 5 and at.toggle(key="invariant").value is True
     at.switch_page("pages/generator.py").run()
     assert at.slider(key="gen_frames").value == 9
@@ -129,7 +134,7 @@ def test_latent_map_background_of_decoded_galaxies_is_a_light_image_layer(at):
     """The optional background is one JPEG layer under the points: a few hundred kB, where a PNG
     of the same noisy 1,536 px grid weighed ~4 MB in every figure update."""
     at.toggle(key="background").set_value(True).run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     images = spec["layout"]["images"]
     assert len(images) == 1 and images[0]["source"].startswith("data:image/jpeg;base64,")
@@ -175,6 +180,6 @@ def test_latent_map_an_upload_is_encoded_once_per_run(at, milky_way_path, monkey
     monkeypatch.setattr(ModelSpace, "embed", counting_embed)
     monkeypatch.setattr(catalogue_module, "reconstruct_from", counting_reconstruct)
     at.run()  # a rerun with the upload in place, e.g. after moving k
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert calls == {"embed": [8 if invariant else 1], "decode": 1}
     assert len(neighbour_captions(at)) == 12

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from apptest import assert_ok
 from apptest import open_page as open_app
 from streamlit.testing.v1 import AppTest
 from uploads import BAD_UPLOADS, galaxy_jpeg, padded_png
@@ -113,7 +114,7 @@ def test_page_milky_way_renders_on_the_milky_way(at, sample):
 def test_page_milky_way_ranking_is_identical_across_runs(at):
     first, answer = ranking(at), answer_text(at)
     at.run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert ranking(at) == first and answer_text(at) == answer
 
 
@@ -127,7 +128,7 @@ def test_page_milky_way_lookalike_sliders_do_not_rerank_the_catalogue(checkpoint
     assert len(calls) == 1
     at.slider(key="temperature").set_value(0.5).run()
     at.slider(key="samples").set_value(8).run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert len(calls) == 1 and ranking(at) == first
     at.toggle(key="framing").set_value(False).run()  # another query: ranked afresh
     assert len(calls) == 2
@@ -175,7 +176,7 @@ def test_page_milky_way_lookalikes_are_the_library_samples(at, checkpoint_dir, s
 
 def test_page_milky_way_on_an_upload(at):
     at.file_uploader(key="mw_upload").set_value(("galaxy.jpeg", galaxy_jpeg(), "image/jpeg")).run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert at.radio(key="query").value == "upload"
     assert list(ranking(at)) == KEYS and answer_text(at)
     assert len(captions(at, "lookalike ")) == 16
@@ -187,7 +188,7 @@ def test_page_milky_way_framing_recovers_a_padded_catalogue_galaxy(at, sample):
     extents = measure_extents(sample.images)
     row = int(np.argmin(np.abs(extents - catalogue_extent(sample.images))))
     at.file_uploader(key="mw_upload").set_value(("padded.png", padded_png(sample.images[row]), "image/png")).run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert ranking(at)["pixels"][0] == sample.ids[row]
     at.toggle(key="framing").set_value(False).run()
     assert ranking(at)["pixels"][0] != sample.ids[row]
@@ -221,14 +222,14 @@ def test_page_milky_way_without_the_picture_asks_for_an_upload(checkpoint_dir, s
     assert any("Upload a picture" in i.value and MILKY_WAY_ENV in i.value for i in at.info)
     assert not at.error and not ranking(at)
     at.file_uploader(key="mw_upload").set_value(("galaxy.jpeg", galaxy_jpeg(), "image/jpeg")).run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert list(ranking(at)) == KEYS
 
 
 @pytest.mark.parametrize("name", ["truncated", "text_named_png"])
 def test_page_milky_way_bad_upload_is_an_error_not_a_traceback(at, name):
     at.file_uploader(key="mw_upload").set_value(BAD_UPLOADS[name]()).run()
-    assert not at.exception, at.exception
+    assert_ok(at)
     assert at.error and "Cannot use" in at.error[0].value
     assert any("Upload a picture" in i.value for i in at.info)
     at.file_uploader(key="mw_upload").set_value(None)

@@ -80,6 +80,9 @@ def float_tiff() -> bytes:
     return _save(Image.fromarray(grey, mode="F"), "TIFF")
 
 
+MARKDOWN_IMAGE = "![](http://127.0.0.1:8999/x.png)"  # would make the browser fetch that URL
+MARKDOWN_NAME = "![n](http://127.0.0.1:8999/name.png) **b**.png"
+
 BAD_UPLOADS = {
     "truncated": lambda: ("truncated.jpg", galaxy_jpeg()[: len(galaxy_jpeg()) // 3], "image/jpeg"),
     "zero_bytes": lambda: ("empty.png", b"", "image/png"),
@@ -87,6 +90,9 @@ BAD_UPLOADS = {
     "decompression_bomb": lambda: ("bomb.png", png_bomb(), "image/png"),
     "one_pixel": lambda: ("dot.png", _save(Image.new("RGB", (1, 1), (200, 180, 150)), "PNG"), "image/png"),
     "one_by_10000": lambda: ("line.png", _save(Image.new("RGB", (1, 10000), (90, 90, 90)), "PNG"), "image/png"),
+    # markup from a file must show as text: an image link in the content, and one in the file name
+    "markdown_content": lambda: ("notes.png", MARKDOWN_IMAGE.encode() + b"\n", "image/png"),
+    "markdown_name": lambda: (MARKDOWN_NAME, b"not a picture", "image/png"),
 }
 
 VALID_ODD_UPLOADS = {
@@ -96,4 +102,5 @@ VALID_ODD_UPLOADS = {
     "animated_gif": lambda: ("anim.gif", animated_gif(), "image/gif"),
     "exif_rotated": lambda: ("phone.jpg", exif_rotated_jpeg(), "image/jpeg"),
     "float_tiff": lambda: ("flux.tif", float_tiff(), "image/tiff"),
+    "bmp": lambda: ("galaxy.bmp", _save(galaxy_image(), "BMP"), "image/bmp"),
 }
