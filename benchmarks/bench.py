@@ -45,8 +45,8 @@ import torch
 
 from benchmarks import compute, pages
 from galaxy_vae.checkpoints import list_checkpoints, load_checkpoint
-from galaxy_vae.data import open_for_search
 from galaxy_vae.errors import CheckpointError
+from galaxy_vae.hdf5 import open_for_search
 from galaxy_vae.paths import checkpoint_dir, default_checkpoint, default_dataset
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import timing
-from galaxy_vae.data import GalaxyData, write_dataset
+from galaxy_vae.data import GalaxyData
+from galaxy_vae.hdf5 import write_dataset
 from galaxy_vae.paths import DATA_ENV
 
 log = logging.getLogger(__name__)

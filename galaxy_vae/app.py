@@ -35,10 +35,11 @@ from galaxy_vae.captions import error_text, galaxy_caption, join_notes, outlier_
 from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace, Query
 from galaxy_vae.checkpoints import HOW_TO_GET as HOW_TO_GET_CHECKPOINT
 from galaxy_vae.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
-from galaxy_vae.data import GALAXY10_SDSS_CLASSES, HOW_TO_GET_DATA, GalaxyData, model_view, open_for_search
+from galaxy_vae.data import GALAXY10_SDSS_CLASSES, HOW_TO_GET_DATA, GalaxyData, model_view
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.extent import catalogue_extent
 from galaxy_vae.generate import latent_grid_points, map_extent
+from galaxy_vae.hdf5 import open_for_search
 from galaxy_vae.images import UPLOAD_EXTENSIONS, PreparedImage, prepare_upload
 from galaxy_vae.lookalikes import Ranking, rank_all, similarities
 from galaxy_vae.paths import SAMPLE_NAME, checkpoint_dir, data_dir, dense_ae_checkpoint

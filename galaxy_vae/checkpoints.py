@@ -138,10 +138,8 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
-def _check_state(path: Path, model: nn.Module, tensors: dict[str, torch.Tensor], name: str) -> None:
+def _check_shapes(path: Path, expected: dict[str, tuple], found: dict[str, tuple], name: str) -> None:
     """Name every missing, unexpected or mis-shaped tensor: expected (model) vs found (file)."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in tensors.items()}
     problems = [f"{k} missing" for k in expected if k not in found]
     problems += [f"{k} unexpected" for k in found if k not in expected]
     problems += [f"{k} {found[k]} instead of {expected[k]}" for k in expected
@@ -153,19 +151,44 @@ def _check_state(path: Path, model: nn.Module, tensors: dict[str, torch.Tensor],
                               found=shown, fix="Retrain, or use the galaxy_vae version that wrote it.")
 
 
+def _shapes_in_file(path: Path) -> dict[str, tuple]:
+    """Each tensor's shape from the safetensors header alone (nothing is read or allocated)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except SafetensorError as exc:
+        raise CheckpointError(f"Cannot read checkpoint {path}", expected="a complete safetensors file",
+                              found=f"a damaged header ({exc})", fix=HOW_TO_GET) from exc
+
+
 def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     """Rebuild the model stored in ``path`` (default: :func:`paths.default_checkpoint`), in eval
-    mode on CPU, with its metadata."""
+    mode on CPU, with its metadata.
+
+    Nothing in the file is trusted before it is checked: the config is first built on torch's
+    "meta" device (shapes without memory), so a config that cannot build, or builds other shapes
+    than the file's tensors, is refused before anything is allocated; then the weights are read
+    and refused if any is NaN or infinite.
+    """
     path = Path(path) if path else default_checkpoint()
     meta = read_meta(path)
     try:
-        model = build_model(meta["model"], meta.get("config"))
-    except (KeyError, TypeError, ValueError) as exc:
+        with torch.device("meta"):
+            skeleton = build_model(meta["model"], meta.get("config"))
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise CheckpointError(f"Cannot rebuild the model in {path}",
-                              expected=f"a valid {meta['model']} config",
+                              expected=f"a valid {meta['model']} config (positive sizes that build the model)",
                               found=f"{meta.get('config')} ({exc})", fix=HOW_TO_GET) from exc
+    name = type(skeleton).__name__
+    _check_shapes(path, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, _shapes_in_file(path), name)
     tensors = load_file(str(path), device="cpu")
-    _check_state(path, model, tensors, type(model).__name__)
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"Refusing checkpoint {path}", expected="finite weights",
+                              found=f"NaN or infinite values in {len(bad)} tensor(s): {', '.join(bad[:5])}"
+                                    + (" ..." if len(bad) > 5 else ""),
+                              fix="The training that wrote it diverged or the file was altered: retrain it.")
+    model = build_model(meta["model"], meta.get("config"))
     model.load_state_dict(tensors, strict=True)
     model.eval()
     return Checkpoint(model=model, meta=meta, path=path)

@@ -5,26 +5,39 @@ commands, so ``--help`` and ``info`` never load torch."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from galaxy_vae.errors import GalaxyVAEError
 
 
+def _finite(obj):
+    """``obj`` with NaN and infinities as None, so what we print is always valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _print_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=2)
+    json.dump(_finite(obj), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
 
 
 # --- data -------------------------------------------------------------------------------------
 
 def cmd_info(args) -> int:
-    from galaxy_vae.data import describe, open_dataset
+    from galaxy_vae.hdf5 import describe
 
-    summary = describe(open_dataset(args.file))
+    summary = describe(args.file)
     if args.json:
         _print_json(summary)
         return 0
-    print(f"{args.file}: {summary['n']} images of {'x'.join(map(str, summary['image_shape']))}")
+    shape, loaded = "x".join(map(str, summary["image_shape"])), "x".join(map(str, summary["loaded_as"]))
+    print(f"{args.file}: {summary['n']} images of {shape}" + ("" if shape == loaded else f" (read as {loaded})"))
     print(f"source: {summary['source']}")
     width = max(len(name) for name in summary["classes"])
     for i, (name, count) in enumerate(summary["counts"].items()):
@@ -66,8 +79,8 @@ def cmd_search(args) -> int:
     """Nearest catalogue galaxies of each picture: the map page's upload search, from a shell."""
     from galaxy_vae.catalogue import Catalogue, ModelSpace
     from galaxy_vae.checkpoints import load_checkpoint
-    from galaxy_vae.data import open_for_search
     from galaxy_vae.extent import catalogue_extent
+    from galaxy_vae.hdf5 import open_for_search
     from galaxy_vae.images import prepare_upload
     from galaxy_vae.search import neighbour_table
 
@@ -78,7 +91,7 @@ def cmd_search(args) -> int:
         try:
             prepared.append(prepare_upload(path, framing=args.framing, target_fraction=target).stored)
         except GalaxyVAEError as exc:
-            failed.append(f"{path}: {exc}")
+            failed.append(str(exc))  # the message names the file
     if failed:
         print("error: " + "\n".join(failed), file=sys.stderr)
         return 2
@@ -99,8 +112,8 @@ def cmd_generate(args) -> int:
     from galaxy_vae import lookalikes
     from galaxy_vae.catalogue import Catalogue, ModelSpace
     from galaxy_vae.checkpoints import load_checkpoint
-    from galaxy_vae.data import open_for_search
     from galaxy_vae.extent import catalogue_extent
+    from galaxy_vae.hdf5 import open_for_search
     from galaxy_vae.images import prepare_upload
     from galaxy_vae.paths import default_dataset
     from galaxy_vae.raster import grid_png, grid_shape
@@ -183,8 +196,8 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from galaxy_vae.checkpoints import load_checkpoint
-    from galaxy_vae.data import open_dataset
     from galaxy_vae.evaluate import evaluate_checkpoint
+    from galaxy_vae.hdf5 import open_dataset
 
     ckpt = load_checkpoint(args.checkpoint)
     result = evaluate_checkpoint(ckpt, open_dataset(args.data), pixel=not args.no_pixel)
@@ -205,8 +218,8 @@ def cmd_embed(args) -> int:
     import numpy as np
 
     from galaxy_vae.checkpoints import dataset_for, load_checkpoint
-    from galaxy_vae.data import open_dataset
     from galaxy_vae.embed import BATCH, encode_images
+    from galaxy_vae.hdf5 import open_dataset
 
     if args.out.suffix.lower() not in (".csv", ".npy"):
         print(f"error: --out must end in .csv or .npy, not {args.out.name!r}", file=sys.stderr)

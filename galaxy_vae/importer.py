@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from galaxy_vae.data import write_dataset
 from galaxy_vae.errors import DataError, GalaxyVAEError
+from galaxy_vae.hdf5 import write_dataset
 from galaxy_vae.images import STORED_SIZE, decode_image, galaxy10_cutout, square_cutout
 
 log = logging.getLogger(__name__)

@@ -36,17 +36,10 @@ from tqdm.auto import tqdm
 import galaxy_vae
 from galaxy_vae.checkpoints import save_checkpoint
 from galaxy_vae.configs import TrainConfig, default_config
-from galaxy_vae.data import (
-    CROP,
-    GalaxyData,
-    model_view,
-    open_dataset,
-    open_for_search,
-    select_classes,
-    stratified_split,
-)
+from galaxy_vae.data import CROP, GalaxyData, model_view, select_classes, stratified_split
 from galaxy_vae.embed import BATCH
 from galaxy_vae.evaluate import evaluate_model, retrieval_metrics
+from galaxy_vae.hdf5 import open_dataset, open_for_search
 from galaxy_vae.models import build_model
 from galaxy_vae.symmetry import chirality_pairs, mirror_label_map
 

@@ -24,7 +24,7 @@ def sample_path() -> Path:
 @pytest.fixture(scope="session")
 def sample(sample_path):
     """The real 6,664-galaxy sample as GalaxyData (read once per session)."""
-    from galaxy_vae.data import open_dataset
+    from galaxy_vae.hdf5 import open_dataset
 
     return open_dataset(sample_path)
 

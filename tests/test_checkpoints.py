@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from conftest import ROOT
+from safetensors.torch import load_file, save_file
 
 from galaxy_vae.checkpoints import (
     dataset_for,
@@ -149,3 +153,52 @@ def test_checkpoints_default_is_the_improved_vae_and_listed_first():
     found = list_checkpoints()
     assert found[0] == default_checkpoint()
     assert {p.name for p in found} >= set(SHIPPED)
+
+
+def _with_config(src: Path, dst: Path, **config) -> Path:
+    """A copy of checkpoint ``src`` whose stored config says ``config`` (the tensors unchanged)."""
+    meta = read_meta(src)
+    meta["config"] = {**meta["config"], **config}
+    tensors = load_file(str(src))
+    save_file(tensors, str(dst), metadata={"galaxy_vae": json.dumps(meta)})
+    return dst
+
+
+@pytest.mark.parametrize("config", [{"latent_dim": -3}, {"hidden": "wide"}, {"channels": [8, -16, 32, 64]},
+                                    {"latent_dim": 2.5}])
+def test_checkpoints_impossible_configs_are_refused_by_name(tmp_path, config):
+    path = _with_config(default_checkpoint(), tmp_path / "odd.safetensors", **config)
+    with pytest.raises(CheckpointError, match="Cannot rebuild the model") as err:
+        load_checkpoint(path)
+    assert str(list(config)[0]) in str(err.value)
+
+
+def test_checkpoints_an_absurd_config_is_refused_before_allocating_it(tmp_path):
+    """hidden=200000 would allocate gigabytes; the shapes are compared on torch's meta device first
+    (measured in a subprocess: its peak memory stays near an ordinary load's)."""
+    path = _with_config(default_checkpoint(), tmp_path / "huge.safetensors", hidden=200_000)
+    probe = ("import resource, sys\nfrom galaxy_vae.checkpoints import load_checkpoint\n"
+             "from galaxy_vae.errors import CheckpointError\n"
+             "try:\n    load_checkpoint(sys.argv[1])\nexcept CheckpointError as exc:\n    print('refused:', exc)\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
+    refused, peak_mb = done.stdout.strip().splitlines()
+    assert refused.startswith("refused:") and "does not fit its architecture" in refused, refused
+    assert "instead of" in refused and int(peak_mb) < 700, peak_mb
+
+
+def test_checkpoints_non_finite_weights_are_refused_by_tensor_name(tmp_path, milky_way_path):
+    src = default_checkpoint()
+    tensors = load_file(str(src))
+    tensors["fc_mu.weight"] = torch.full_like(tensors["fc_mu.weight"], float("nan"))
+    tensors["dec_fc.0.bias"][0] = float("inf")
+    path = tmp_path / "nan.safetensors"
+    save_file(tensors, str(path), metadata={"galaxy_vae": json.dumps(read_meta(src))})
+    with pytest.raises(CheckpointError, match="NaN or infinite values in 2 tensor") as err:
+        load_checkpoint(path)
+    assert "fc_mu.weight" in str(err.value) and "dec_fc.0.bias" in str(err.value)
+    for command in (["evaluate", "--data", "data/gz1_sample.h5", "--json"],
+                    ["search", "--data", "data/gz1_sample.h5", "--image", str(milky_way_path)]):
+        done = subprocess.run([sys.executable, "-m", "galaxy_vae", *command, "--checkpoint", str(path)],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 2 and "NaN or infinite" in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -27,15 +27,12 @@ from galaxy_vae.data import (
     GZ1_SAMPLE_CLASSES,
     center_crop,
     challenge_subset,
-    describe,
     model_view,
-    open_dataset,
-    resize_images,
     select_classes,
     stratified_split,
-    write_dataset,
 )
 from galaxy_vae.errors import DataError
+from galaxy_vae.hdf5 import describe, open_dataset, resize_images, write_dataset
 
 SAMPLE_COUNTS = {"Elliptical": 4645, "Spiral CW": 414, "Spiral ACW": 436, "Edge-on": 998,
                  "Don't know": 56, "Merger": 115}
@@ -182,8 +179,8 @@ def test_data_write_then_open_round_trip(tmp_path):
     assert np.array_equal(data.images, images)
     assert data.labels.tolist() == [0, 1, 1, 0] and data.ids.tolist() == ["a1", "b2", "c3", "d4"]
     assert data.class_names == ("round", "spiral") and data.source == "my telescope"
-    assert describe(data) == {"n": 4, "image_shape": [69, 69, 3], "classes": ["round", "spiral"],
-                              "counts": {"round": 2, "spiral": 2}, "source": "my telescope"}
+    assert describe(path) == {"n": 4, "image_shape": [69, 69, 3], "classes": ["round", "spiral"],
+                              "counts": {"round": 2, "spiral": 2}, "source": "my telescope", "loaded_as": [69, 69, 3]}
     assert sorted(p.name for p in path.parent.iterdir()) == ["mine.h5"]
 
 
@@ -213,8 +210,8 @@ def test_data_write_failure_leaves_old_file_and_no_partial(tmp_path):
     ("wrong dtype", "'images' of uint8", "float32"),
     ("wrong rank", "shape (N, H, W, 3)", "(4, 69, 69)"),
     ("n mismatch", "one label per image", "4 images but 3 labels"),
-    ("truncated", "a complete HDF5 file", "cannot be read as HDF5"),
-    ("not hdf5", "a complete HDF5 file", "cannot be read as HDF5"),
+    ("truncated", "a complete HDF5 file", "damaged HDF5 file"),
+    ("not hdf5", "an HDF5 file in Galaxy10 layout", "another kind of file"),
     ("missing file", "an HDF5 file in Galaxy10 layout", "no such file"),
 ])
 def test_data_malformed_file_names_problem(tmp_path, case, expected, found):
@@ -337,3 +334,76 @@ def test_data_info_cli_reports_bad_file_without_traceback(tmp_path):
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and str(bad) in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _write_raw(path, shape, chunks=None, early=False) -> None:
+    """An HDF5 file whose 'images' declares ``shape`` without its bytes being written (as a crafted
+    or interrupted file would): chunked and empty, or contiguous and allocated early (a sparse file)."""
+    with h5py.File(path, "w") as f:
+        if early:
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+            space = h5py.h5s.create_simple(shape)
+            h5py.h5d.create(f.id, b"images", h5py.h5t.STD_U8LE, space, dcpl=dcpl)
+        else:
+            f.create_dataset("images", shape=shape, dtype=np.uint8, chunks=chunks)
+        f.create_dataset("ans", data=np.zeros(shape[0], np.uint8))
+
+
+@pytest.mark.parametrize("case, found, fix", [
+    ("no rows", "0 images", "build it again"),
+    ("tiny images", "4x4 images", "python -m galaxy_vae import"),
+    ("all zeros", "zero bytes", "Copy or download the file again"),
+    ("empty file", "an empty file", "Copy or download the file again"),
+    ("never written", "truncated, sparse, or never fully written", "Copy or download the file again"),
+])
+def test_data_broken_files_get_one_message_with_the_fix_for_their_problem(tmp_path, case, found, fix):
+    path = tmp_path / "odd.h5"
+    if case == "no rows":
+        _write_h5(path, images=np.zeros((0, 69, 69, 3), np.uint8), ans=np.zeros(0, np.uint8))
+    elif case == "tiny images":
+        _write_h5(path, images=np.zeros((5, 4, 4, 3), np.uint8), ans=np.zeros(5, np.uint8))
+    elif case == "all zeros":
+        path.write_bytes(bytes(1 << 20))
+    elif case == "empty file":
+        path.write_bytes(b"")
+    elif case == "never written":
+        _write_raw(path, (5000, 69, 69, 3), chunks=(64, 69, 69, 3))
+    for read in (open_dataset, describe):
+        with pytest.raises(DataError) as err:
+            read(path)
+        assert str(path) in str(err.value) and found in err.value.found and fix in err.value.fix, err.value
+
+
+def test_data_a_sparse_file_claiming_143_gb_is_refused_from_its_header(tmp_path):
+    """Its header declares 10 million cutouts (143 GB) that the disk does not hold: refused at once,
+    by `info` too, without reading them (the subprocess's peak memory stays small)."""
+    path = tmp_path / "sparse.h5"
+    _write_raw(path, (10_000_000, 69, 69, 3), early=True)
+    assert path.stat().st_size > 100e9 and path.stat().st_blocks * 512 < 50e6  # sparse on disk
+    probe = ("import resource, sys\nfrom galaxy_vae import cli\ncode = cli.main(['info', sys.argv[1]])\n"
+             "print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    code, peak_mb = done.stdout.split()
+    assert code == "2" and "truncated, sparse, or never fully written" in done.stderr, done.stderr
+    assert int(peak_mb) < 300 and "Traceback" not in done.stderr
+
+
+def test_data_a_dataset_larger_than_memory_is_refused(tmp_path, monkeypatch):
+    from galaxy_vae import hdf5
+
+    path = write_dataset(tmp_path / "d.h5", np.zeros((40, 69, 69, 3), np.uint8), np.zeros(40), list("abcdefghij") * 4,
+                         ["x"], "test")
+    monkeypatch.setattr(hdf5, "_memory_available", lambda: 100_000)  # 100 kB free
+    with pytest.raises(DataError, match="fits in memory") as err:
+        open_dataset(path)
+    assert "40 galaxies" in err.value.found and "more memory" in err.value.fix
+
+
+def test_data_info_reports_the_stored_size_of_resized_images(tmp_path):
+    path = tmp_path / "decals.h5"
+    _write_h5(path, images=np.zeros((3, 256, 256, 3), np.uint8), ans=np.array([0, 1, 2], np.uint8))
+    summary = describe(path)
+    assert summary["image_shape"] == [256, 256, 3] and summary["loaded_as"] == [69, 69, 3]

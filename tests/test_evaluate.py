@@ -11,8 +11,9 @@ import torch
 
 from galaxy_vae import cli
 from galaxy_vae.checkpoints import load_checkpoint
-from galaxy_vae.data import model_view, stratified_split, write_dataset
+from galaxy_vae.data import model_view, stratified_split
 from galaxy_vae.evaluate import evaluate_checkpoint, evaluate_model, precision_at_k
+from galaxy_vae.hdf5 import write_dataset
 from galaxy_vae.models import build_model
 from galaxy_vae.paths import checkpoint_dir, default_checkpoint
 

@@ -151,7 +151,7 @@ def test_train_ctrl_c_leaves_a_usable_checkpoint(tiny_h5, tmp_path, monkeypatch,
 
 
 def _images(path) -> np.ndarray:
-    from galaxy_vae.data import open_dataset
+    from galaxy_vae.hdf5 import open_dataset
 
     return open_dataset(path).images[:8]
 
