@@ -11,7 +11,7 @@ STATMORPH_VERSION := 0.7.2
 # statmorph's reference stamp (its own tests' data), taken from its published sdist, never committed
 STATMORPH_STAMP := tests/data/statmorph/slice.fits
 
-.PHONY: install browser sample run test lint bench clean
+.PHONY: install browser sample run test lint fuzz bench clean
 
 install: $(VENV)/.installed
 
@@ -61,6 +61,11 @@ lint: install
 
 test: install browser sample $(STATMORPH_STAMP) lint
 	$(BIN)/python -m pytest -q
+
+# A long fuzzing run (the test suite runs a bounded one): FUZZ_EXAMPLES cases per target.
+FUZZ_EXAMPLES ?= 5000
+fuzz: install sample
+	GALAXY_VAE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py --hypothesis-show-statistics
 
 bench: install sample
 	$(BIN)/python -m benchmarks

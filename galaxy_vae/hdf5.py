@@ -38,6 +38,9 @@ from galaxy_vae.paths import atomic_path
 log = logging.getLogger(__name__)
 
 REBUILD = "Copy or download the file again, or rebuild it (`make sample`, `python -m galaxy_vae fetch`, `import`)."
+# what h5py raises on damaged files: OSError for most, RuntimeError when HDF5 meets impossible
+# offsets, KeyError/ValueError/TypeError for mangled objects and attributes (found by fuzzing)
+H5PY_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 MEMORY_SHARE = 0.8  # a dataset may take at most this share of the memory available when it is opened
 
 
@@ -183,7 +186,7 @@ def inspect_dataset(path: str | Path, *, size: int = STORED_SIZE) -> DatasetFile
     try:
         with _opened(path) as f:
             return _inspect(f, path, size)
-    except (OSError, KeyError, ValueError) as exc:  # h5py raises these for damaged files
+    except H5PY_ERRORS as exc:
         raise _damaged(path, exc) from exc
 
 
@@ -203,7 +206,7 @@ def open_dataset(path: str | Path, *, size: int = STORED_SIZE) -> GalaxyData:
             else:
                 ids = np.asarray([str(i) for i in range(info.n)], dtype=str)
             images = _read_images(f["images"], size)
-    except (OSError, KeyError, ValueError) as exc:
+    except H5PY_ERRORS as exc:
         raise _damaged(path, exc) from exc
     return GalaxyData(images=images, labels=info.labels, class_names=info.class_names, ids=ids,
                       source=info.source, path=path)
