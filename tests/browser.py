@@ -208,7 +208,7 @@ def running_app(script: str = "streamlit_app.py", port: int | None = None, env: 
 
 # Every galaxy point of the map in page pixels, from the figure's own axes: galaxy traces are the
 # ones marked meta="galaxies" (figures.GALAXY_META); the query star and neighbour rings are not.
-_POINTS_JS = """(sel) => {
+POINTS_JS = """(sel) => {
   const gd = document.querySelector(sel);
   const fl = gd._fullLayout, box = gd.getBoundingClientRect();
   const xa = fl.xaxis, ya = fl.yaxis, size = fl._size;
@@ -259,7 +259,7 @@ def wait_idle(page, timeout_s: float = 180) -> None:
 
 def galaxy_points(page) -> list[MapPoint]:
     """Every galaxy point drawn on the map, with its page position and pixel gap."""
-    found = page.evaluate(_POINTS_JS, MAP_SELECTOR)
+    found = page.evaluate(POINTS_JS, MAP_SELECTOR)
     x, y = np.asarray(found["x"], dtype=float), np.asarray(found["y"], dtype=float)
     gap = np.full(len(x), np.inf)
     if len(x) > 1:
