@@ -21,6 +21,7 @@ from uploads import BAD_UPLOADS, galaxy_jpeg, padded_png
 
 from galaxy_vae import app
 from galaxy_vae import lookalikes as mw
+from galaxy_vae.app import cache as app_cache
 from galaxy_vae.captions import lookalike_captions
 from galaxy_vae.checkpoints import list_checkpoints, save_checkpoint
 from galaxy_vae.extent import catalogue_extent, measure_extents
@@ -121,8 +122,8 @@ def test_page_milky_way_ranking_is_identical_across_runs(at):
 def test_page_milky_way_lookalike_sliders_do_not_rerank_the_catalogue(checkpoint_dir, sample_path, monkeypatch):
     """The ranking depends on the query, not on the lookalikes' temperature, count or seed."""
     calls = []
-    monkeypatch.setattr(app, "rank_all", lambda *a, **kw: calls.append(1) or mw.rank_all(*a, **kw))
-    app._ranking.clear()
+    monkeypatch.setattr(app_cache, "rank_all", lambda *a, **kw: calls.append(1) or mw.rank_all(*a, **kw))
+    app_cache._ranking.clear()
     at = open_page()
     first = ranking(at)
     assert len(calls) == 1

@@ -1,0 +1,184 @@
+"""Cached loaders and the :class:`Session`: datasets, models, catalogues (latents + neighbour index)
+and the pictures drawn from them, built once per (file, modification time, size) with
+``st.cache_resource`` and shared by every session and page; a rerun only looks them up."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
+from galaxy_vae.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
+from galaxy_vae.data import GalaxyData, model_view
+from galaxy_vae.extent import catalogue_extent
+from galaxy_vae.generate import latent_grid_points, map_extent
+from galaxy_vae.hdf5 import open_for_search
+from galaxy_vae.lookalikes import Ranking, rank_all, similarities
+from galaxy_vae.paths import dense_ae_checkpoint
+from galaxy_vae.quality import ClassExamples, head_confusion, validation_examples
+from galaxy_vae.quality import quality_table as _quality_rows
+from galaxy_vae.raster import data_uri, display_scale, png_bytes, raster_map, tile, upscale
+
+BACKGROUND_GRID = 24  # decoded galaxies per side behind the latent map
+
+
+def stamp(path: Path) -> tuple[int, int]:
+    """(modification time in ns, size): part of every cache key, so a rebuilt file is re-read."""
+    st_ = path.stat()
+    return st_.st_mtime_ns, st_.st_size
+
+
+# --- cached loaders (keyed by path strings and stamps: hashable, cheap) -------------------------
+
+@st.cache_resource(show_spinner="Reading the galaxy catalogue…", max_entries=4)
+def _load_data(path: str, stamp: tuple, challenge: bool) -> GalaxyData:
+    return open_for_search(path, challenge)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def _load_checkpoint(path: str, stamp: tuple) -> Checkpoint:
+    return load_checkpoint(path)
+
+
+@st.cache_resource(show_spinner="Encoding every galaxy…", max_entries=8)
+def _model_catalogue(data_key: tuple, ckpt_key: tuple) -> Catalogue:
+    return Catalogue(_load_data(*data_key), ModelSpace(_load_checkpoint(*ckpt_key)))
+
+
+@st.cache_resource(show_spinner="Preparing the pixel baseline…", max_entries=2)
+def _pixel_catalogue(data_key: tuple) -> Catalogue:
+    return Catalogue(_load_data(*data_key), PixelSpace())
+
+
+@st.cache_resource(show_spinner="Ranking the catalogue…", max_entries=16)
+def _ranking(data_key: tuple, ckpt_key: tuple, dense_key: tuple | None, query_sha1: str, _query: np.ndarray) -> Ranking:
+    dense = _model_catalogue(data_key, dense_key) if dense_key else None
+    sims = similarities(_model_catalogue(data_key, ckpt_key), _pixel_catalogue(data_key), dense)
+    return rank_all(_query, sims)
+
+
+@st.cache_resource(max_entries=4)
+def _target_extent(data_key: tuple) -> float:
+    return catalogue_extent(_load_data(*data_key).images)
+
+
+@st.cache_resource(show_spinner="Decoding a grid of galaxies…", max_entries=16)
+def _manifold(data_key: tuple, ckpt_key: tuple, n: int) -> tuple[np.ndarray, tuple, bytes]:
+    """Galaxies decoded on an n x n grid over the map: (mosaic, extent, PNG of it as displayed)."""
+    cat = _model_catalogue(data_key, ckpt_key)
+    extent = map_extent(cat.map_xy)
+    lo, hi = np.array(extent[::2]), np.array(extent[1::2])
+    image = tile(cat.decode(cat.projection.to_latent(latent_grid_points(lo, hi, n))), n)
+    return image, extent, png_bytes(upscale(image, display_scale(image.shape[0], 640)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _map_background(data_key: tuple, ckpt_key: tuple) -> tuple[str, tuple]:
+    """The map's faint background (a 24 x 24 decoded grid) as a JPEG data URI, with its extent.
+    JPEG: the 1,536 px grid is ~0.3 MB where PNG made the map figure ~5.5 MB on every change."""
+    image, extent, _ = _manifold(data_key, ckpt_key, BACKGROUND_GRID)
+    return data_uri(image, "JPEG"), extent
+
+
+@st.cache_resource(show_spinner=False, max_entries=1024)
+def _thumbnail_png(data_key: tuple, row: int, scale: int) -> bytes:
+    """One catalogue galaxy as the models see it (64x64), upscaled, as PNG: encoded once, reused on
+    every rerun that shows it (a few kB each; bytes are immutable, so sharing is safe)."""
+    return png_bytes(upscale(model_view(_load_data(*data_key).images[row]), scale))
+
+
+@st.cache_resource(max_entries=8)
+def _raster_map(data_key: tuple, ckpt_key: tuple) -> tuple[np.ndarray, tuple]:
+    cat = _model_catalogue(data_key, ckpt_key)
+    extent = map_extent(cat.map_xy)
+    return raster_map(cat.map_xy, cat.data.labels, cat.data.class_names, extent), extent
+
+
+@dataclass(frozen=True)
+class Session:
+    """What the sidebar selected: a dataset and a checkpoint, with cached views of both."""
+
+    data_key: tuple  # (path, stamp, challenge subset?)
+    ckpt_key: tuple  # (path, stamp)
+
+    @property
+    def data(self) -> GalaxyData:
+        return _load_data(*self.data_key)
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return _load_checkpoint(*self.ckpt_key)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return _model_catalogue(self.data_key, self.ckpt_key)
+
+    def milky_way_ranking(self, query: np.ndarray) -> Ranking:
+        """The catalogue ranked for ``query`` (a stored cutout) under every similarity, cached per
+        query, so moving the lookalikes' sliders does not re-rank it."""
+        dense = self.dense_checkpoint()
+        dense_key = (str(dense), stamp(dense)) if dense else None
+        query = np.ascontiguousarray(query)
+        return _ranking(self.data_key, self.ckpt_key, dense_key, hashlib.sha1(query.tobytes()).hexdigest(), query)
+
+    def dense_checkpoint(self) -> Path | None:
+        """The seed's 64-D autoencoder when it exists and is not already the selected model."""
+        path = dense_ae_checkpoint()
+        return path if path and path.resolve() != Path(self.ckpt_key[0]).resolve() else None
+
+    def manifold(self, n: int) -> tuple[np.ndarray, tuple, bytes]:
+        """Decoded n x n grid over the map: (mosaic uint8, extent (x0, x1, y0, y1), PNG as displayed)."""
+        return _manifold(self.data_key, self.ckpt_key, n)
+
+    def map_background(self) -> tuple[str, tuple]:
+        """The latent map's optional background of decoded galaxies: (image data URI, extent)."""
+        return _map_background(self.data_key, self.ckpt_key)
+
+    def raster_map(self) -> tuple[np.ndarray, tuple]:
+        """Every galaxy drawn once as a small image, with its extent, for :func:`raster.mark_map`."""
+        return _raster_map(self.data_key, self.ckpt_key)
+
+    def thumbnail_png(self, row: int, scale: int = 4) -> bytes:
+        """PNG of catalogue galaxy ``row`` (central 64x64, upscaled ``scale`` times), cached."""
+        return _thumbnail_png(self.data_key, int(row), int(scale))
+
+    @property
+    def target_extent(self) -> float:
+        """How much of its frame a catalogue galaxy fills (framing target for uploads)."""
+        return _target_extent(self.data_key)
+
+    def quality_table(self) -> tuple[list[dict], list[str]]:
+        """(rows, problems) of :func:`quality.quality_table` for every checkpoint in the checkpoints
+        folder on this dataset; recomputed only when a file changes."""
+        return _quality_table(self.data_key, tuple((str(p), stamp(p)) for p in list_checkpoints()))
+
+    def validation_examples(self, per_class: int = 3) -> list[ClassExamples]:
+        """A few held-out galaxies per class beside this checkpoint's reconstructions."""
+        return _validation_examples(self.data_key, self.ckpt_key, per_class)
+
+    def confusion(self) -> np.ndarray | None:
+        """This checkpoint's class-head confusion matrix on its validation split (None: no head)."""
+        return _head_confusion(self.data_key, self.ckpt_key)
+
+
+# --- model quality (pages/model_quality.py): evaluations, cached per file stamps ---------------
+
+@st.cache_data(show_spinner="Evaluating every checkpoint on its held-out galaxies…", max_entries=4)
+def _quality_table(data_key: tuple, ckpt_keys: tuple) -> tuple[list[dict], list[str]]:
+    return _quality_rows([_load_checkpoint(*k) for k in ckpt_keys], _load_data(*data_key))
+
+
+@st.cache_resource(show_spinner="Reconstructing held-out galaxies…", max_entries=8)
+def _validation_examples(data_key: tuple, ckpt_key: tuple, per_class: int) -> list[ClassExamples]:
+    return validation_examples(_load_checkpoint(*ckpt_key), _load_data(*data_key), per_class)
+
+
+@st.cache_resource(show_spinner="Classifying held-out galaxies…", max_entries=8)
+def _head_confusion(data_key: tuple, ckpt_key: tuple) -> np.ndarray | None:
+    return head_confusion(_load_checkpoint(*ckpt_key), _load_data(*data_key))
+
+

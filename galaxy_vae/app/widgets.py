@@ -1,0 +1,132 @@
+"""What pages show and take: galleries of galaxies, uploads prepared like the catalogue, a query's
+summary, and the guard that keeps tracebacks off the page."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from galaxy_vae.app.cache import Session, stamp
+from galaxy_vae.captions import error_text, galaxy_caption, join_notes, outlier_message
+from galaxy_vae.catalogue import Catalogue, Query
+from galaxy_vae.data import model_view
+from galaxy_vae.errors import GalaxyVAEError
+from galaxy_vae.images import UPLOAD_EXTENSIONS, PreparedImage, prepare_upload
+from galaxy_vae.raster import display_scale, png_bytes, upscale
+
+log = logging.getLogger(__name__)
+UNEXPECTED = "Something went wrong on this page"  # the guard's message (tests look for it)
+
+
+# --- widgets shared by pages --------------------------------------------------------------------
+
+def gallery(images: Sequence[np.ndarray | bytes], captions: Sequence[str], columns: int = 6, scale: int = 2) -> None:
+    """Thumbnails in a grid, crisply upscaled (nearest neighbour), each with its caption as alt text.
+    ``images``: uint8 arrays, or PNG files already encoded (shown as they are)."""
+    cols = st.columns(columns)
+    for i, (img, caption) in enumerate(zip(images, captions)):
+        if isinstance(img, bytes):
+            cols[i % columns].image(img, caption=caption, alt=caption, output_format="PNG")
+        else:
+            cols[i % columns].image(upscale(img, scale), caption=caption, alt=caption)
+
+
+def decoded_beside_nearest(session: Session, point, caption: str, columns: list) -> bytes:
+    """A decoded latent point (``generate.LatentPoints`` of one) as crisp PNG in ``columns[0]``, the
+    nearest real galaxy in ``columns[1]``; returns the PNG (for a download button)."""
+    cat, data, row = session.catalogue, session.data, point.nearest[0]
+    image = png_bytes(upscale(cat.decode(point.latents)[0], display_scale(cat.model.input_size)))
+    columns[0].image(image, caption=caption, output_format="PNG")
+    columns[1].image(session.thumbnail_png(row), output_format="PNG",  # already PNG: "auto" would re-encode
+                     caption=f"Nearest real galaxy: {galaxy_caption(data, row, point.distances[0])}")
+    return image
+
+
+def catalogue_gallery(session: Session, rows: Sequence[int], captions: Sequence[str], columns: int = 6,
+                      scale: int = 2) -> None:
+    """Catalogue galaxies by row, from :meth:`Session.thumbnail_png` (each encoded once per server)."""
+    gallery([session.thumbnail_png(r, scale) for r in rows], captions, columns)
+
+
+def upload(label: str, key: str, session: Session, framing: bool = True, on_change=None) -> PreparedImage | None:
+    """A galaxy picture from the user, prepared like the catalogue; errors shown, never raised."""
+    file = st.file_uploader(label, type=UPLOAD_EXTENSIONS, key=key, on_change=on_change)
+    if file is None:
+        return None
+    try:
+        return _prepared_upload(file.file_id, session.target_extent if framing else None, file)
+    except GalaxyVAEError as exc:
+        st.error(error_text(exc))
+        return None
+
+
+@st.cache_resource(show_spinner="Preparing your picture…", max_entries=8)
+def _prepared_upload(file_id: str, target: float | None, _file) -> PreparedImage:
+    """An upload prepared once per file and framing target, not on every rerun (a large photo takes
+    most of a second). The file object itself is passed, so messages name the file."""
+    _file.seek(0)
+    return prepare_upload(_file, framing="none" if target is None else "auto", target_fraction=target)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _prepared_file(path: str, stamp: tuple, target: float | None) -> PreparedImage:
+    return prepare_upload(path, framing="none" if target is None else "auto", target_fraction=target)
+
+
+def prepared_file(path: Path, session: Session, framing: bool = True) -> PreparedImage | None:
+    """A picture on disk (the Milky Way) prepared as :func:`upload` prepares one, cached by path and
+    stamp (its stored cutout is read-only); errors shown, never raised."""
+    try:
+        return _prepared_file(str(path), stamp(Path(path)), session.target_extent if framing else None)
+    except GalaxyVAEError as exc:
+        st.error(error_text(exc))
+        return None
+
+
+def look_up(cat: Catalogue, prepared: PreparedImage, k: int = 12, invariant: bool = False) -> Query:
+    """:meth:`Catalogue.look_up` of a prepared upload. The first call per model measures the
+    catalogue's own reconstruction errors for the outlier check (seconds at the sample's size)."""
+    with st.spinner("Measuring how the model sees its own catalogue (once per model)…"):
+        return cat.look_up(prepared.stored, k, invariant)
+
+
+def show_query(query: Query, prepared: PreparedImage, left, right) -> None:
+    """A prepared upload as the model sees it (in ``left``) beside its reconstruction (``right``),
+    then its preparation notes and, when it lies outside the catalogue, a warning."""
+    left.image(upscale(model_view(prepared.stored), 3), caption="The query, prepared as the catalogue is")
+    if query.reconstruction is not None:
+        right.image(upscale(query.reconstruction, 3), caption="Its reconstruction by the model")
+    if prepared.notes:
+        st.caption(join_notes(prepared.notes))
+    if query.outlier["outlier"]:
+        st.warning(outlier_message(query.outlier))
+
+
+@contextmanager
+def guard():
+    """Whatever goes wrong inside (a page run, a fragment), the visitor sees what to do and the
+    traceback goes to the server log, never to the page. st.stop / st.rerun / st.switch_page pass
+    through: they are not Exceptions."""
+    try:
+        yield
+    except GalaxyVAEError as exc:  # input we could not use, said in the input's own terms
+        st.error(error_text(exc))
+    except Exception:
+        log.exception("unexpected error while running a page")
+        st.error(f"{UNEXPECTED}, and it is not your input's fault: the details went to the server log. "
+                 "Try another picture or setting, or reload the page; if it happens again, please report it.")
+
+
+def guarded(fn):
+    """``fn`` run under :func:`guard`: for fragments, whose reruns run outside the page's own guard."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with guard():
+            return fn(*args, **kwargs)
+    return run
