@@ -107,6 +107,7 @@ class Catalogue:
         self.data, self.space = data, space
         self.vectors = space.embed(data.images, progress=progress)  # (N, d) float32
         self.index = NeighbourIndex(self.vectors)
+        self._kth: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.data)
@@ -119,6 +120,11 @@ class Catalogue:
     @property
     def model(self):
         return self.space.checkpoint.model if isinstance(self.space, ModelSpace) else None
+
+    @property
+    def decodes(self) -> bool:
+        """Whether this space has a decoder (generative models: yes; pixels, the similarity encoder: no)."""
+        return self.model is not None and hasattr(self.model, "decode")
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -167,8 +173,8 @@ class Catalogue:
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Images decoded from latents (Q, d): uint8 (Q, S, S, 3) at the model's size."""
-        if self.model is None:
-            raise TypeError("pixel space has no decoder")
+        if not self.decodes:
+            raise TypeError(f"{self.space.label} has no decoder")
         return decode_latents(self.model, z)
 
     # --- is a query like the catalogue? -------------------------------------------------------
@@ -180,9 +186,14 @@ class Catalogue:
         return float(np.percentile(d, OUTLIER_PERCENTILE))
 
     @cached_property
+    def recon_errors(self) -> np.ndarray:
+        """(N,) each galaxy's reconstruction error (MSE at 64x64); models with a decoder only."""
+        return recon_errors(self.model, self.data.images)
+
+    @cached_property
     def recon_error_threshold(self) -> float:
         """99th percentile of the catalogue's per-galaxy reconstruction error (MSE at 64x64)."""
-        return float(np.percentile(recon_errors(self.model, self.data.images), OUTLIER_PERCENTILE))
+        return float(np.percentile(self.recon_errors, OUTLIER_PERCENTILE))
 
     def outlier_report(self, nn_distance: float, recon_error: float | None = None) -> dict:
         """How far a cutout lies from the catalogue, against the catalogue's 99th percentiles:
@@ -208,7 +219,42 @@ class Catalogue:
             neighbours = self.index.query(vector, k)
             nearest = float(neighbours.distances[0, 0])
         recon = err = None
-        if self.model is not None:
+        if self.decodes:
             recons, errs = reconstruct_from(self.model, vector[None], image[None])
             recon, err = recons[0], float(errs[0])
         return Query(vector, self.projection.to_map(vector), neighbours, recon, self.outlier_report(nearest, err))
+
+    def neighbour_distance(self, k: int = 10) -> np.ndarray:
+        """(N,) each galaxy's distance to its k-th nearest other galaxy (cached per k): how alone
+        it is in this space, the anomaly score of representation-based searches."""
+        if k not in self._kth:
+            self._kth[k] = self.query_rows(np.arange(len(self)), k).distances[:, -1]
+        return self._kth[k]
+
+
+@dataclass(frozen=True, eq=False)
+class Similarity:
+    """One way of comparing galaxies: a catalogue's space, optionally over all 8 dihedral views."""
+
+    key: str  # short name in CSV files and code: encoder, latent, dense_ae, invariant, pixels
+    name: str  # for people, and in the URL: "galaxy encoder", "model latent", ...
+    label: str  # the space itself, e.g. "GalaxyVAE latent (2-D)"
+    catalogue: Catalogue
+    invariant: bool = False
+
+    def look_up(self, image: np.ndarray, k: int = 12) -> Query:
+        """:meth:`Catalogue.look_up` of one cutout in this similarity."""
+        return self.catalogue.look_up(image, k, self.invariant)
+
+    def of_rows(self, rows, k: int = 12) -> Neighbours:
+        """Neighbours of catalogue galaxies ``rows`` (Q, k), each excluding itself."""
+        return self.catalogue.query_rows(rows, k, self.invariant)
+
+    def like(self, rows, k: int = 12) -> Neighbours:
+        """"More like these": the k galaxies nearest the mean embedding of ``rows``, none of them
+        among ``rows`` (1, k)."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        k = min(k, len(self.catalogue) - len(rows))
+        found = self.catalogue.index.query(self.catalogue.vectors[rows].mean(axis=0), k + len(rows))
+        keep = ~np.isin(found.indices[0], rows)
+        return Neighbours(found.distances[:, keep][:, :k], found.indices[:, keep][:, :k])

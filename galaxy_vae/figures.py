@@ -33,9 +33,9 @@ def plain(texts: np.ndarray) -> np.ndarray:
     """Ids or names from a dataset as Plotly shows them: its labels read a subset of HTML (<b>,
     <a href>), so text with markup characters is escaped; ordinary ids pass without a copy."""
     texts = np.asarray(texts, dtype=str)
-    if not (np.char.find(texts, "<") >= 0).any() and not (np.char.find(texts, "&") >= 0).any():
+    if not (np.char.find(texts, "<") >= 0).any() and not (np.char.find(texts, "&") >= 0).any():  # the usual case
         return texts
-    return np.array([html.escape(t) for t in texts])
+    return np.array([html.escape(t, quote=False) for t in texts])
 
 
 def _galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
@@ -47,7 +47,7 @@ def _galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequenc
         rows = np.flatnonzero(labels == c)
         if not len(rows):
             continue
-        colour, name = colors[name], html.escape(name)
+        colour, name = colors[name], html.escape(name, quote=False)
         traces.append(dict(
             type="scattergl", x=latents[rows, 0], y=latents[rows, 1], mode="markers", name=name,
             legendgroup=name, customdata=rows, text=ids[rows], meta=GALAXY_META,
@@ -114,13 +114,16 @@ def latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[st
                query: np.ndarray | None = None, neighbours: np.ndarray | None = None,
                background: tuple[np.ndarray | str, Sequence[float]] | None = None,
                background_opacity: float = 0.35, height: int = 600, point_size: float = 4,
-               title: str | None = None, axis_names: Sequence[str] = ("z₁", "z₂")) -> go.Figure:
+               title: str | None = None, axis_names: Sequence[str] = ("z₁", "z₂"),
+               outline: Sequence[Sequence[float]] | None = None, marked: np.ndarray | None = None,
+               marked_name: str = "marked") -> go.Figure:
     """The map of every galaxy's latent mean: (N, 2) latents -> a WebGL scatter, one trace per class.
 
     ``query``: a (2,) point drawn as a gold star; ``neighbours``: (k,) row indices ringed, nearest
     first (hover gives the rank). ``background``: (mosaic uint8 (H, W, 3) or its
     :func:`raster.data_uri`, extent (x0, x1, y0, y1)) drawn faintly under the points; pass the
-    cached data URI on reruns to skip encoding.
+    cached data URI on reruns to skip encoding. ``outline``: the (V, 2) vertices of a selection,
+    drawn closed; ``marked``: rows drawn as open squares (e.g. the most unusual galaxies).
     """
     latents = np.asarray(latents)
     assert latents.ndim == 2 and latents.shape[1] == 2, latents.shape
@@ -131,6 +134,15 @@ def latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[st
         hover = [f"neighbour {r}: {html.escape(str(ids[i]))}" for r, i in enumerate(rows, start=1)]
         traces.append(_marker_trace(latents[rows], "neighbours", "circle-open", point_size + 9,
                                     NEIGHBOUR_COLOR, hover, rows=rows))
+    if marked is not None and len(marked):
+        rows = np.asarray(marked, dtype=np.int64)
+        traces.append(_marker_trace(latents[rows], marked_name, "square-open", point_size + 7, "#FFFFFF",
+                                    [f"{marked_name} {r}: {html.escape(str(ids[i]))}" for r, i in enumerate(rows, 1)],
+                                    rows=rows))
+    if outline is not None and len(outline) >= 2:
+        ring = np.vstack([np.asarray(outline, dtype=float), np.asarray(outline, dtype=float)[:1]])  # closed
+        traces.append(dict(type="scattergl", x=ring[:, 0], y=ring[:, 1], mode="lines", name="selection",
+                           meta="selection", hoverinfo="skip", line=dict(color=QUERY_COLOR, width=1.5, dash="dash")))
     if query is not None:
         traces.append(_marker_trace(np.asarray(query, dtype=float).reshape(1, 2), "query", "star",
                                     point_size + 14, QUERY_COLOR, ["query"]))

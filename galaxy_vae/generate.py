@@ -152,6 +152,24 @@ def latent_grid_points(lo: Sequence[float], hi: Sequence[float], n: int) -> np.n
     return np.column_stack([gx.ravel(), gy.ravel()])
 
 
+def real_grid_rows(map_xy: np.ndarray, extent, n: int) -> np.ndarray:
+    """For an n x n grid over the map ``extent`` (x0, x1, y0, y1), rows from the top: in each cell
+    the catalogue galaxy nearest the cell's centre among those inside it, -1 where none is. (n*n,) int64."""
+    x0, x1, y0, y1 = (float(v) for v in extent)
+    xy = np.asarray(map_xy, dtype=np.float64)
+    fx, fy = (xy[:, 0] - x0) / (x1 - x0) * n, (y1 - xy[:, 1]) / (y1 - y0) * n  # cell units, y down
+    col, row = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+    inside = (col >= 0) & (col < n) & (row >= 0) & (row < n)
+    cell = row * n + col
+    dist = (fx - col - 0.5) ** 2 + (fy - row - 0.5) ** 2  # to the cell's centre
+    galaxies = np.flatnonzero(inside)
+    order = galaxies[np.lexsort((dist[galaxies], cell[galaxies]))]  # by cell, nearest first
+    first = np.r_[True, cell[order][1:] != cell[order][:-1]]
+    out = np.full(n * n, -1, dtype=np.int64)
+    out[cell[order][first]] = order[first]
+    return out
+
+
 # --- points and paths on the map ----------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy.special import gammainc, gammaincinv
 
-from galaxy_vae.catalogue import Catalogue
+from galaxy_vae.catalogue import Catalogue, Similarity
 from galaxy_vae.data import GalaxyData
 from galaxy_vae.embed import encode_dist_images
 from galaxy_vae.errors import CheckpointError
@@ -44,32 +44,31 @@ POOL = 100  # ranks counted per similarity for the consensus answer (whatever k 
 CONSENSUS = "consensus"
 CONSENSUS_LABEL = "Consensus of all similarities (best summed rank)"
 DEFAULT_TEMPERATURE = 2.0  # |e| <= 2: 86 % of a 2-D posterior's mass, its tails cut
+ENCODER_NAME = "galaxy encoder"  # the similarity encoder, every neighbour search's default
 DEFAULT_SAMPLES = 16  # lookalikes drawn by default (a 4 x 4 grid), on the page and in the CLI
 
 
 # --- the ranking --------------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
-class Similarity:
-    """One way of comparing galaxies: a catalogue's space, optionally over all 8 dihedral views."""
-
-    key: str  # short name used in URLs and CSV: latent, dense_ae, invariant, pixels
-    label: str  # for people
-    catalogue: Catalogue
-    invariant: bool = False
+# key -> name for people (and the URL), in the order pages list them; the first present is the default
+SIMILARITY_NAMES = {"encoder": ENCODER_NAME, "latent": "model latent", "dense_ae": "seed dense autoencoder (64-D)",
+                    "invariant": "model latent, any rotation or mirror image", "pixels": "raw pixels"}
 
 
-def similarities(model: Catalogue, pixels: Catalogue | None = None,
-                 dense: Catalogue | None = None) -> list[Similarity]:
-    """The similarities available: the model's latent, the 64-D autoencoder's, the invariant mode
-    of the model, the pixel baseline (the order of the page's columns and of the CSV)."""
-    sims = [Similarity("latent", model.space.label, model)]
-    if dense is not None:
-        sims.append(Similarity("dense_ae", dense.space.label, dense))
-    sims.append(Similarity("invariant", f"{model.space.label}, any rotation or mirror image", model, True))
-    if pixels is not None:
-        sims.append(Similarity("pixels", pixels.space.label, pixels))
-    return sims
+def make_similarity(key: str, catalogue: Catalogue) -> Similarity:
+    """The similarity ``key`` (a key of SIMILARITY_NAMES) over ``catalogue``'s space."""
+    invariant = key == "invariant"
+    label = catalogue.space.label + (", any rotation or mirror image" if invariant else "")
+    return Similarity(key, SIMILARITY_NAMES[key], label, catalogue, invariant)
+
+
+def similarities(model: Catalogue, pixels: Catalogue | None = None, dense: Catalogue | None = None,
+                 encoder: Catalogue | None = None) -> list[Similarity]:
+    """The similarities available, in the order of SIMILARITY_NAMES (the first is the default):
+    the similarity encoder, the model's latent, the 64-D autoencoder's, the invariant mode of the
+    model, the pixel baseline."""
+    spaces = {"encoder": encoder, "latent": model, "dense_ae": dense, "invariant": model, "pixels": pixels}
+    return [make_similarity(key, cat) for key, cat in spaces.items() if cat is not None]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ MILKY_WAY_ENV = "GALAXY_VAE_MILKY_WAY"
 SAMPLE_NAME = "gz1_sample.h5"  # what `make sample` builds: the app's and CLI's default dataset
 DEFAULT_CHECKPOINT_NAME = "galaxy_vae.safetensors"  # the app's default model
 DENSE_AE_NAME = "seed_dense_ae.safetensors"  # the seed's 64-D autoencoder, a similarity of its own
+ENCODER_NAME = "similarity.safetensors"  # the similarity encoder: every neighbour search's default
 MILKY_WAY_NAME = "milky-way-face-on.webp"
 
 _PACKAGE_PARENT = Path(__file__).resolve().parents[1]
@@ -68,6 +69,12 @@ def default_checkpoint(environ: Mapping[str, str] | None = None) -> Path:
 def dense_ae_checkpoint(environ: Mapping[str, str] | None = None) -> Path | None:
     """The seed's 64-D autoencoder in the checkpoints folder (a similarity of its own); None if absent."""
     path = checkpoint_dir(environ) / DENSE_AE_NAME
+    return path if path.is_file() else None
+
+
+def encoder_checkpoint(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The similarity encoder in the checkpoints folder; None if absent."""
+    path = checkpoint_dir(environ) / ENCODER_NAME
     return path if path.is_file() else None
 
 

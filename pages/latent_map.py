@@ -1,67 +1,93 @@
-"""Latent map: every galaxy at its latent mean. Click one, or upload a picture, to see its neighbours."""
+"""Latent map: every galaxy at its latent mean. Click one, find it by id, draw a box or lasso, or
+upload a picture, to see its nearest neighbours. The URL holds the view: ?galaxy=ID, k, the
+similarity, a selection (?select=box:...)."""
 
 import pandas as pd
 import streamlit as st
 
-from galaxy_vae import app
-from galaxy_vae.captions import galaxy_caption, neighbour_captions
+from galaxy_vae import app, selection
+from galaxy_vae.captions import esc, galaxy_caption, neighbour_captions
+from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.figures import latent_map, selected_rows
+from galaxy_vae.generate import find_row
 from galaxy_vae.search import neighbour_table
 
-if "map_query" not in st.session_state:
-    st.session_state.map_query = None  # ("row", row, data_key) or ("upload",): whichever the user chose last
+state, KEEP = st.session_state, dict(persist_state="session", bind="query-params")
+BACKGROUNDS = {"none": "nothing", "decoded": "decoded galaxies", "real": "real galaxies"}
 
 
 def _on_select() -> None:
-    rows = selected_rows(st.session_state["map"].selection)
-    if rows:  # a row means a galaxy only in the catalogue it was clicked in
-        st.session_state.map_query = ("row", rows[0], st.session_state.map_data_key)
+    """A box or lasso selects a region (kept in the URL); a click on a galaxy makes it the query."""
+    event = state["map"].selection
+    shape, rows = selection.from_plotly(event), selected_rows(event)
+    if shape is not None:
+        state.map_query, state.map_shape = "selection", shape
+    elif rows:
+        state.map_query, state.galaxy = "galaxy", str(data.ids[rows[0]])
+
+
+def _on_galaxy() -> None:
+    state.map_query = "galaxy" if state.get("galaxy") else None
 
 
 def _on_upload() -> None:
-    st.session_state.map_query = ("upload",) if st.session_state.get("map_upload") else None
+    state.map_query = "upload" if state.get("map_upload") else None
 
 
 session = app.session()
+cat, sim, data = session.catalogue, session.similarity, session.data
+if "map_query" not in state:  # what the user chose last; a shared link's own choice comes first
+    linked = selection.parse(st.query_params.get("select"))
+    state.map_query, state.map_shape = ("selection", linked) if linked else ("galaxy", None)
 st.title("Latent map")
-st.caption("Each point is a galaxy placed by the model's latent mean; similar galaxies lie close together. "
-           "Click a galaxy, or upload a picture, to see its nearest neighbours.")
-cat = session.catalogue
-data = cat.data
-st.session_state.map_data_key = session.data_key
-c1, c2, c3, c4 = st.columns(4)
-k = c1.slider("Neighbours (k)", 1, 48, 12, key="k", persist_state="session", bind="query-params")
-invariant = c2.toggle("Rotation/flip invariant", key="invariant", persist_state="session", bind="query-params",
-                      help="Compare all 8 rotations and mirror images of the query; keep each galaxy's best match.")
-framing = c3.toggle("Auto framing of uploads", True, key="framing", persist_state="session", bind="query-params",
-                    help="Pad or crop an upload so its galaxy fills as much of the frame as catalogue galaxies do.")
-background = c4.toggle("Decoded galaxies behind the map", key="background", persist_state="session")
+st.caption(f"Each point is a galaxy placed by the model's latent mean; neighbours are found by the {sim.name} "
+           "similarity and ringed wherever they lie. Click a galaxy, find one by id, draw a box or lasso (the map's "
+           "toolbar), or upload a picture.")
+c = st.columns([2, 3, 2, 2])
+k = c[0].slider("Neighbours (k)", 1, 48, 12, key="k", **KEEP)
+c[1].text_input("Find a galaxy by id", key="galaxy", on_change=_on_galaxy, placeholder="an SDSS objID", **KEEP)
+framing = c[2].toggle("Auto framing of uploads", True, key="framing", **KEEP,
+                      help="Pad or crop an upload so its galaxy fills as much of the frame as catalogue galaxies do.")
+background = c[3].selectbox("Behind the map", list(BACKGROUNDS), format_func=BACKGROUNDS.get, key="background", **KEEP)
 prepared = app.upload("Upload a galaxy picture", "map_upload", session, framing=framing, on_change=_on_upload)
 
-choice, query = st.session_state.map_query, None
-neighbours = xy = None
-if choice and choice[0] == "upload" and prepared is not None:
-    query = app.look_up(cat, prepared, k, invariant)
-    neighbours, xy = query.neighbours, query.xy
-elif choice and choice[0] == "row" and choice[-1] == session.data_key:
-    neighbours, xy = cat.query_rows([choice[1]], k, invariant), cat.map_xy[choice[1]]
+choice, query, neighbours, xy, rows, shape = state.map_query, None, None, None, None, None
+if choice == "upload" and prepared is not None:
+    query = app.look_up(sim.catalogue, prepared, k, sim.invariant)
+    neighbours = query.neighbours
+    xy = query.xy if sim.catalogue is cat else app.look_up(cat, prepared).xy
+elif choice == "selection" and state.map_shape is not None:
+    shape = state.map_shape
+    rows = selection.rows_inside(cat.map_xy, shape)
+    st.query_params["select"] = shape.to_text()
+elif choice == "galaxy" and state.get("galaxy"):
+    try:
+        row = find_row(data.ids, state.galaxy)
+        neighbours, xy = sim.of_rows([row], k), cat.map_xy[row]
+    except GalaxyVAEError:
+        st.warning(f"No galaxy with id {esc(state.galaxy)} in {esc(data.name)}: copy an id from a caption or the "
+                   "map's hover, or click a galaxy.")
+if choice != "selection":
+    st.query_params.pop("select", None)
 
 fig = latent_map(cat.map_xy, data.labels, data.class_names, data.ids, query=xy,
                  neighbours=None if neighbours is None else neighbours.indices[0],
-                 background=session.map_background() if background else None, axis_names=cat.axis_names)
-st.plotly_chart(fig, key="map", on_select=_on_select, selection_mode="points")
+                 background=session.map_background(background == "real") if background != "none" else None,
+                 axis_names=cat.axis_names, outline=None if shape is None else shape.vertices())
+st.plotly_chart(fig, key="map", on_select=_on_select, selection_mode=("points", "box", "lasso"))
 
-if neighbours is None:
-    st.info("Click a galaxy on the map, or upload a picture, to see its nearest neighbours.")
+if rows is not None:
+    app.selection_panel(session, rows, k)
     st.stop()
-
+if neighbours is None:
+    st.info("Click a galaxy on the map, find one by id, draw a box or lasso, or upload a picture.")
+    st.stop()
 st.subheader("Query")
 if query is None:
-    st.image(session.thumbnail_png(choice[1], 3), caption=galaxy_caption(data, choice[1]), output_format="PNG")
+    st.image(session.thumbnail_png(row, 3), caption=galaxy_caption(data, row), output_format="PNG")
 else:
     app.show_query(query, prepared, *st.columns(2))
-
-st.subheader(f"{k} nearest galaxies" + (" (any rotation or mirror image)" if invariant else ""))
+st.subheader(f"{k} nearest galaxies by the {sim.name}")
 app.catalogue_gallery(session, neighbours.indices[0], neighbour_captions(neighbours, data))
 st.download_button("Download neighbours (CSV)", pd.DataFrame(neighbour_table(neighbours, data)).to_csv(index=False),
                    file_name="neighbours.csv", mime="text/csv", key="download_neighbours", on_click="ignore")

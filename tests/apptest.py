@@ -23,8 +23,9 @@ def open_page(page: str, *, model: str | None = None, params: dict | None = None
         at.session_state["model"] = model
     for key, value in (state or {}).items():
         at.session_state[key] = value
+    at.query_params.update(params or {})  # a link's parameters are there from the first run
     at.run()  # the entry file first (the home page), as a visitor arrives
-    at.query_params.update(params or {})
+    at.query_params.update(params or {})  # (AppTest's page switch drops them: the link names the page)
     at.switch_page(f"pages/{page}.py")
     at.run()
     if check:

@@ -341,7 +341,9 @@ def screenshot(page, path: Path | str) -> Path:
                                       return m ? m.scrollHeight : document.body.scrollHeight; }""")
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height))})
-    try:
+    try:  # every image drawn first: the page loads them lazily, and a tall viewport brings them in
+        page.wait_for_function("() => [...document.images].every((i) => i.complete && i.naturalWidth > 0)",
+                               timeout=60e3)
         page.screenshot(path=str(path))
     finally:
         page.set_viewport_size(size)

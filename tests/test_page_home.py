@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from galaxy_vae.captions import esc
 
-ORDER = ["Latent map", "Generator", "Milky Way challenge", "Models & quality"]
+ORDER = ["Latent map", "Generator", "Milky Way challenge", "Unusual galaxies", "Models & quality"]
 
 
 @pytest.fixture

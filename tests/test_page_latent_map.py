@@ -76,8 +76,7 @@ def test_latent_map_page_matches_cli(at, milky_way_path, sample_path):
 
 
 def test_latent_map_catalogue_query_excludes_itself(at, sample):
-    at.session_state["map_query"] = ("row", 5, at.session_state["map_data_key"])  # what a click on row 5 stores
-    at.run()
+    at.text_input(key="galaxy").set_value(sample.ids[5]).run()  # what finding it, or clicking it, sets
     assert_ok(at)
     assert at.image[0].captions[0].split(" · ")[0] == sample.ids[5]
     captions = neighbour_captions(at)
@@ -105,27 +104,72 @@ def test_latent_map_unusual_but_valid_upload_is_searched(at, name):
     assert len(neighbour_captions(at)) == 12
 
 
-def test_latent_map_a_click_from_another_catalogue_is_not_shown_as_this_ones_galaxy(at):
-    """A row number means a galaxy only in the catalogue it was clicked in (after a dataset or
-    subset change the same number is another galaxy, or none)."""
-    for stale in (("row", 5, ("other.h5", (0, 0), False)), ("row", 5)):  # another catalogue's; an old form
-        at.session_state["map_query"] = stale
-        at.run()
-        assert_ok(at)
-        assert any("Click a galaxy" in i.value for i in at.info) and not neighbour_captions(at)
+def test_latent_map_an_id_not_in_the_catalogue_gets_a_message_not_a_galaxy(at):
+    """An id from another dataset (a link, a typo) is said to be missing; nothing else is shown for it."""
+    at.text_input(key="galaxy").set_value("587000000000000000").run()
+    assert_ok(at)
+    assert any("No galaxy with id 587000000000000000" in w.value for w in at.warning)
+    assert not neighbour_captions(at) and any("Click a galaxy" in i.value for i in at.info)
+
+
+def test_latent_map_a_link_to_a_galaxy_opens_its_neighbours(sample):
+    linked = open_page("latent_map", params={"galaxy": sample.ids[40], "k": "7"})
+    assert linked.image[0].captions[0].split(" · ")[0] == sample.ids[40]
+    assert len(neighbour_captions(linked)) == 7
+
+
+def test_latent_map_neighbours_follow_the_sidebar_similarity(sample):
+    """The map stays the model's latent; the gallery is whichever similarity the sidebar names."""
+    galleries = {}
+    for name in ("model latent", "raw pixels"):
+        at = open_page("latent_map", params={"galaxy": sample.ids[40], "similarity": name})
+        assert at.session_state["similarity"] == name
+        assert any(name in s.value for s in at.subheader)
+        galleries[name] = [c.split()[1] for c in neighbour_captions(at)]
+    assert galleries["model latent"] != galleries["raw pixels"]
+
+
+def test_latent_map_box_selection_shows_exactly_the_galaxies_inside(sample):
+    """A box (as a link carries it, or as drawn): the counts, the first page and the CSV are the
+    galaxies whose map points lie inside it."""
+    from galaxy_vae import selection
+
+    at = open_page("latent_map", params={"select": "box:-0.5,0.5,-0.5,0.5"})
+    cat = at.session_state["_session"].catalogue
+    inside = selection.rows_inside(cat.map_xy, selection.parse("box:-0.5,0.5,-0.5,0.5"))
+    x, y = cat.map_xy[inside].T
+    assert len(inside) > 24 and (abs(x) <= 0.5).all() and (abs(y) <= 0.5).all()
+    assert any(s.value == f"{len(inside):,} galaxies in the selection" for s in at.subheader)
+    counts = at.dataframe[0].value
+    assert counts["selected"].sum() == len(inside) and counts["catalogue"].sum() == len(sample)
+    shown = sorted(c.split(" · ")[0] for img in at.image for c in img.captions)  # (the grid lists by column)
+    assert shown == sorted(sample.ids[r] for r in inside[:24])  # the first page of the rows inside
+    at.number_input(key="selection_page").set_value(2).run()
+    assert sorted(c.split(" · ")[0] for img in at.image for c in img.captions) == sorted(sample.ids[inside[24:48]])
+    at.toggle(key="more_like_these").set_value(True).run()
+    assert_ok(at)
+    more = [c.split()[1] for c in neighbour_captions(at)]
+    assert len(more) == 12 and not set(more) & {sample.ids[r] for r in inside}
+
+
+def test_latent_map_real_galaxies_behind_the_map(at, sample):
+    at.selectbox(key="background").set_value("real").run()
+    assert_ok(at)
+    images = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["images"]
+    assert len(images) == 1 and images[0]["source"].startswith("data:image/jpeg;base64,")
 
 
 def test_latent_map_settings_survive_a_visit_to_another_page(at):
     """k, the toggles and the sidebar's choices come back as the user left them after a visit to
     another page (persist_state="session"; the sidebar is drawn by the entry file on every page)."""
     at.slider(key="k").set_value(5).run()
-    at.toggle(key="invariant").set_value(True).run()
+    at.toggle(key="framing").set_value(False).run()
     at.switch_page("pages/generator.py").run()
     assert_ok(at)
     at.slider(key="gen_frames").set_value(9).run()
     at.switch_page("pages/latent_map.py").run()
     assert_ok(at)
-    assert at.slider(key="k").value == 5 and at.toggle(key="invariant").value is True
+    assert at.slider(key="k").value == 5 and at.toggle(key="framing").value is False
     at.switch_page("pages/generator.py").run()
     assert at.slider(key="gen_frames").value == 9
 
@@ -133,13 +177,13 @@ def test_latent_map_settings_survive_a_visit_to_another_page(at):
 def test_latent_map_background_of_decoded_galaxies_is_a_light_image_layer(at):
     """The optional background is one JPEG layer under the points: a few hundred kB, where a PNG
     of the same noisy 1,536 px grid weighed ~4 MB in every figure update."""
-    at.toggle(key="background").set_value(True).run()
+    at.selectbox(key="background").set_value("decoded").run()
     assert_ok(at)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     images = spec["layout"]["images"]
     assert len(images) == 1 and images[0]["source"].startswith("data:image/jpeg;base64,")
     assert images[0]["layer"] == "below" and len(images[0]["source"]) < 1_500_000
-    at.toggle(key="background").set_value(False).run()
+    at.selectbox(key="background").set_value("none").run()
     assert "images" not in json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
 
 
@@ -160,10 +204,11 @@ def test_latent_map_warns_when_an_upload_lies_outside_the_catalogue(at, sample):
 
 
 @pytest.mark.parametrize("invariant", [False, True])
-def test_latent_map_an_upload_is_encoded_once_per_run(at, milky_way_path, monkeypatch, invariant):
+def test_latent_map_an_upload_is_encoded_once_per_run(milky_way_path, monkeypatch, invariant):
     """One look-up serves the neighbours, the star on the map, the reconstruction and the outlier
     check: one model call on the upload (its 8 views together when invariant), one decode."""
-    at.toggle(key="invariant").set_value(invariant)
+    name = "model latent, any rotation or mirror image" if invariant else "model latent"
+    at = open_page("latent_map", params={"similarity": name})
     upload(at, milky_way_path)  # first run: builds the catalogue and its outlier thresholds
     calls = {"embed": [], "decode": 0}
     embed = ModelSpace.embed
@@ -183,3 +228,16 @@ def test_latent_map_an_upload_is_encoded_once_per_run(at, milky_way_path, monkey
     assert_ok(at)
     assert calls == {"embed": [8 if invariant else 1], "decode": 1}
     assert len(neighbour_captions(at)) == 12
+
+
+def test_unusual_page_ranks_by_distance_to_the_tenth_neighbour_or_reconstruction(sample):
+    at = open_page("unusual", params={"unusual_n": "30"})
+    sim = at.session_state["_session"].similarity
+    expected = sim.catalogue.neighbour_distance(10).argsort()[::-1][:30]
+    shown = sorted(c.split(" · ")[0].split(" ", 1)[1] for img in at.image for c in img.captions)
+    assert shown == sorted(sample.ids[expected[:24]]) and at.get("download_button")
+    at.selectbox(key="unusual_score").set_value("recon").run()
+    assert_ok(at)
+    worst = at.session_state["_session"].catalogue.recon_errors.argsort()[::-1][:24]
+    assert sorted(c.split(" · ")[0].split(" ", 1)[1] for img in at.image for c in img.captions) == \
+        sorted(sample.ids[worst])

@@ -23,18 +23,20 @@ torch.set_num_threads(1)
 from galaxy_vae.app.cache import Session, stamp  # noqa: E402
 from galaxy_vae.app.navigation import PAGES, follow_deep_link, session, sidebar  # noqa: E402
 from galaxy_vae.app.widgets import (  # noqa: E402
-                                    UNEXPECTED,
-                                    catalogue_gallery,
-                                    decoded_beside_nearest,
-                                    gallery,
-                                    guard,
-                                    guarded,
-                                    look_up,
-                                    prepared_file,
-                                    show_query,
-                                    upload,
+    UNEXPECTED,
+    catalogue_gallery,
+    decoded_beside_nearest,
+    gallery,
+    guard,
+    guarded,
+    look_up,
+    paged_gallery,
+    prepared_file,
+    selection_panel,
+    show_query,
+    upload,
 )
 
 __all__ = ["PAGES", "UNEXPECTED", "Session", "catalogue_gallery", "decoded_beside_nearest", "follow_deep_link",
-           "gallery", "guard", "guarded", "look_up", "prepared_file", "session", "show_query", "sidebar", "stamp",
-           "upload"]
+           "gallery", "guard", "guarded", "look_up", "paged_gallery", "prepared_file", "selection_panel", "session",
+           "show_query", "sidebar", "stamp", "upload"]

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
+from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace, Similarity
 from galaxy_vae.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
-from galaxy_vae.data import GalaxyData, model_view
+from galaxy_vae.data import CROP, GalaxyData, model_view
 from galaxy_vae.extent import catalogue_extent
-from galaxy_vae.generate import latent_grid_points, map_extent
+from galaxy_vae.generate import latent_grid_points, map_extent, real_grid_rows
 from galaxy_vae.hdf5 import open_for_search
-from galaxy_vae.lookalikes import Ranking, rank_all, similarities
-from galaxy_vae.paths import dense_ae_checkpoint
+from galaxy_vae.lookalikes import SIMILARITY_NAMES, Ranking, make_similarity, rank_all
+from galaxy_vae.paths import dense_ae_checkpoint, encoder_checkpoint
 from galaxy_vae.quality import ClassExamples, head_confusion, validation_examples
 from galaxy_vae.quality import quality_table as _quality_rows
 from galaxy_vae.raster import data_uri, display_scale, png_bytes, raster_map, tile, upscale
@@ -54,11 +54,16 @@ def _pixel_catalogue(data_key: tuple) -> Catalogue:
     return Catalogue(_load_data(*data_key), PixelSpace())
 
 
+def _similarity(data_key: tuple, key: str, space_key: tuple | None) -> Similarity:
+    """Similarity ``key`` over the catalogue of checkpoint ``space_key`` (None: raw pixels); only
+    the catalogue behind it is built, and cached."""
+    cat = _pixel_catalogue(data_key) if space_key is None else _model_catalogue(data_key, space_key)
+    return make_similarity(key, cat)
+
+
 @st.cache_resource(show_spinner="Ranking the catalogue…", max_entries=16)
-def _ranking(data_key: tuple, ckpt_key: tuple, dense_key: tuple | None, query_sha1: str, _query: np.ndarray) -> Ranking:
-    dense = _model_catalogue(data_key, dense_key) if dense_key else None
-    sims = similarities(_model_catalogue(data_key, ckpt_key), _pixel_catalogue(data_key), dense)
-    return rank_all(_query, sims)
+def _ranking(data_key: tuple, spaces: tuple, query_sha1: str, _query: np.ndarray) -> Ranking:
+    return rank_all(_query, [_similarity(data_key, key, space) for key, space in spaces])
 
 
 @st.cache_resource(max_entries=4)
@@ -84,6 +89,18 @@ def _map_background(data_key: tuple, ckpt_key: tuple) -> tuple[str, tuple]:
     return data_uri(image, "JPEG"), extent
 
 
+@st.cache_resource(show_spinner="Placing real galaxies on the map…", max_entries=8)
+def _real_background(data_key: tuple, ckpt_key: tuple) -> tuple[str, tuple]:
+    """The map's mosaic of real galaxies: in each cell of a 24 x 24 grid the catalogue galaxy nearest
+    its centre (empty cells black), as a JPEG data URI with its extent."""
+    cat = _model_catalogue(data_key, ckpt_key)
+    extent = map_extent(cat.map_xy)
+    rows = real_grid_rows(cat.map_xy, extent, BACKGROUND_GRID)
+    cells = np.zeros((len(rows), CROP, CROP, 3), dtype=np.uint8)
+    cells[rows >= 0] = model_view(cat.data.images[rows[rows >= 0]])
+    return data_uri(tile(cells, BACKGROUND_GRID), "JPEG"), extent
+
+
 @st.cache_resource(show_spinner=False, max_entries=1024)
 def _thumbnail_png(data_key: tuple, row: int, scale: int) -> bytes:
     """One catalogue galaxy as the models see it (64x64), upscaled, as PNG: encoded once, reused on
@@ -98,12 +115,19 @@ def _raster_map(data_key: tuple, ckpt_key: tuple) -> tuple[np.ndarray, tuple]:
     return raster_map(cat.map_xy, cat.data.labels, cat.data.class_names, extent), extent
 
 
+def _key(path: Path | None) -> tuple | None:
+    return (str(path), stamp(path)) if path else None
+
+
 @dataclass(frozen=True)
 class Session:
-    """What the sidebar selected: a dataset and a checkpoint, with cached views of both."""
+    """What the sidebar selected: a dataset, a (generative) model and a similarity, with cached
+    views of them. The map and the generator are the model's; every neighbour search is the
+    similarity's."""
 
     data_key: tuple  # (path, stamp, challenge subset?)
     ckpt_key: tuple  # (path, stamp)
+    similarity_name: str | None = None  # a Similarity.name; None: the first (the default)
 
     @property
     def data(self) -> GalaxyData:
@@ -117,13 +141,34 @@ class Session:
     def catalogue(self) -> Catalogue:
         return _model_catalogue(self.data_key, self.ckpt_key)
 
+    @property
+    def spaces(self) -> tuple[tuple[str, tuple | None], ...]:
+        """(similarity key, the checkpoint whose space it searches (None: pixels)) for every
+        similarity on offer, in the order of lookalikes.SIMILARITY_NAMES: from the files present,
+        without building anything."""
+        files = {"encoder": _key(encoder_checkpoint()), "latent": self.ckpt_key,
+                 "dense_ae": _key(self.dense_checkpoint()), "invariant": self.ckpt_key}
+        return tuple((k, files.get(k)) for k in SIMILARITY_NAMES if k == "pixels" or files.get(k))
+
+    def similarity_names(self) -> list[str]:
+        return [SIMILARITY_NAMES[key] for key, _ in self.spaces]
+
+    @property
+    def similarity(self) -> Similarity:
+        """The similarity every neighbour search uses (the sidebar's choice; the default first)."""
+        spaces = dict(self.spaces)
+        key = next((k for k in spaces if SIMILARITY_NAMES[k] == self.similarity_name), next(iter(spaces)))
+        return _similarity(self.data_key, key, spaces[key])
+
+    def similarities(self) -> list[Similarity]:
+        """Every similarity on offer (builds each one's catalogue)."""
+        return [_similarity(self.data_key, key, space) for key, space in self.spaces]
+
     def milky_way_ranking(self, query: np.ndarray) -> Ranking:
         """The catalogue ranked for ``query`` (a stored cutout) under every similarity, cached per
         query, so moving the lookalikes' sliders does not re-rank it."""
-        dense = self.dense_checkpoint()
-        dense_key = (str(dense), stamp(dense)) if dense else None
         query = np.ascontiguousarray(query)
-        return _ranking(self.data_key, self.ckpt_key, dense_key, hashlib.sha1(query.tobytes()).hexdigest(), query)
+        return _ranking(self.data_key, self.spaces, hashlib.sha1(query.tobytes()).hexdigest(), query)
 
     def dense_checkpoint(self) -> Path | None:
         """The seed's 64-D autoencoder when it exists and is not already the selected model."""
@@ -134,9 +179,10 @@ class Session:
         """Decoded n x n grid over the map: (mosaic uint8, extent (x0, x1, y0, y1), PNG as displayed)."""
         return _manifold(self.data_key, self.ckpt_key, n)
 
-    def map_background(self) -> tuple[str, tuple]:
-        """The latent map's optional background of decoded galaxies: (image data URI, extent)."""
-        return _map_background(self.data_key, self.ckpt_key)
+    def map_background(self, real: bool = False) -> tuple[str, tuple]:
+        """The latent map's optional background, decoded galaxies or (``real``) catalogue galaxies
+        placed by the map: (image data URI, extent)."""
+        return (_real_background if real else _map_background)(self.data_key, self.ckpt_key)
 
     def raster_map(self) -> tuple[np.ndarray, tuple]:
         """Every galaxy drawn once as a small image, with its extent, for :func:`raster.mark_map`."""

@@ -25,6 +25,8 @@ PAGES = [("pages/home.py", "Home", ":material/home:", "what galaxy_vae is for, t
           "decode any point of the latent space, or every step between two galaxies"),
          ("pages/milky_way.py", "Milky Way challenge", ":material/star:",
           "the catalogue galaxies most like our Milky Way, and generated lookalikes"),
+         ("pages/unusual.py", "Unusual galaxies", ":material/travel_explore:",
+          "the galaxies least like any other: the anomalies a learned similarity finds"),
          ("pages/model_quality.py", "Models & quality", ":material/analytics:",
           "how each model was trained, and how well each similarity retrieves galaxies of the same class")]
 ENTRY_FILE = "streamlit_app.py"  # `streamlit run` target, beside pages/
@@ -53,7 +55,7 @@ def sidebar() -> None:
     ckpt_names = [p.name for p in checkpoints]
     ckpt_path = checkpoints[ckpt_names.index(st.sidebar.selectbox(
         "Model", ckpt_names, key="model", bind="query-params",
-        help=f"Checkpoints in {ckpt_folder}; the first is the default"))]
+        help=f"The map and the generator's model: checkpoints in {ckpt_folder}; the first is the default"))]
     try:
         challenge = False
         probe = _load_data(str(data_path), stamp(data_path), False)
@@ -63,6 +65,10 @@ def sidebar() -> None:
                                                "challenge does.")
         session = Session((str(data_path), stamp(data_path), challenge), (str(ckpt_path), stamp(ckpt_path)))
         session.checkpoint  # noqa: B018  (load now, so a broken file is reported here)
+        name = st.sidebar.selectbox("Similarity", session.similarity_names(), key="similarity", bind="query-params",
+                                    help="How galaxies are compared in every neighbour search; the first is "
+                                         "the default. The map always shows the model's latent space.")
+        session = Session(session.data_key, session.ckpt_key, name)
     except GalaxyVAEError as exc:
         st.error(error_text(exc))
         st.stop()

@@ -10,15 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
+from galaxy_vae import selection
 from galaxy_vae.app.cache import Session, stamp
-from galaxy_vae.captions import error_text, galaxy_caption, join_notes, outlier_message
+from galaxy_vae.captions import error_text, galaxy_caption, join_notes, neighbour_captions, outlier_message
 from galaxy_vae.catalogue import Catalogue, Query
 from galaxy_vae.data import model_view
 from galaxy_vae.errors import GalaxyVAEError
 from galaxy_vae.images import UPLOAD_EXTENSIONS, PreparedImage, prepare_upload
 from galaxy_vae.raster import display_scale, png_bytes, upscale
+from galaxy_vae.search import neighbour_table
 
 log = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong on this page"  # the guard's message (tests look for it)
@@ -130,3 +133,34 @@ def guarded(fn):
         with guard():
             return fn(*args, **kwargs)
     return run
+
+
+def paged_gallery(session: Session, rows, captions, key: str, columns: int = 8) -> None:
+    """A gallery of catalogue galaxies one page at a time (never thousands of images at once),
+    with a page chooser keyed ``key``; ``captions`` aligned with ``rows``."""
+    rows, captions = np.asarray(rows, dtype=np.int64), list(captions)
+    pages = max(1, -(-len(rows) // selection.PAGE_SIZE))
+    number = st.number_input(f"Page (of {pages})", 1, pages, 1, key=key) if pages > 1 else 1
+    start = (int(number) - 1) * selection.PAGE_SIZE
+    shown, _ = selection.page(rows, number)
+    catalogue_gallery(session, shown, captions[start:start + len(shown)], columns=columns)
+
+
+def selection_panel(session: Session, rows: np.ndarray, k: int) -> None:
+    """What a box or lasso holds: counts per class beside the whole catalogue's, a CSV of it, its
+    galaxies page by page, and "more like these" in the session's similarity."""
+    data, cat, sim = session.data, session.catalogue, session.similarity
+    st.subheader(f"{len(rows):,} galaxies in the selection")
+    left, right = st.columns([2, 1])
+    left.dataframe(pd.DataFrame(selection.class_counts(data, rows)), hide_index=True, key="selection_counts",
+                   column_config={c: st.column_config.NumberColumn(format="percent")
+                                  for c in ("share of selection", "share of catalogue")})
+    right.download_button("Selection (CSV)", pd.DataFrame(selection.selection_rows(data, rows, cat.map_xy)).to_csv(
+        index=False), file_name="selection.csv", mime="text/csv", key="download_selection", on_click="ignore")
+    paged_gallery(session, rows, [galaxy_caption(data, r) for r in rows], key="selection_page")
+    if st.toggle(f"More like these ({sim.name})", key="more_like_these", persist_state="session",
+                 help="The galaxies nearest the selection's mean, none of them in the selection."):
+        found = sim.like(rows, k)
+        catalogue_gallery(session, found.indices[0], neighbour_captions(found, data), columns=8)
+        st.download_button("More like these (CSV)", pd.DataFrame(neighbour_table(found, data)).to_csv(index=False),
+                           file_name="more_like_these.csv", mime="text/csv", key="download_more", on_click="ignore")
