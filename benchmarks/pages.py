@@ -43,7 +43,7 @@ import numpy as np
 
 from benchmarks import timing
 from galaxy_vae.data import GalaxyData
-from galaxy_vae.hdf5 import write_dataset
+from galaxy_vae.hdf5 import open_dataset, write_dataset
 from galaxy_vae.paths import DATA_ENV
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ def _run_pages_apptest(folder: Path, map_reruns: int, moves: int) -> dict:
         run(at)
     reruns = timing.read(records, "latent_map")[since:]
     since = len(timing.read(records, "latent_map"))
-    at.session_state["map_query"] = ("row", 1234, at.session_state["map_data_key"])  # what a click on a galaxy sets
+    at.session_state["map_query"] = "galaxy"  # what a click on a galaxy sets: the query and its id
+    at.session_state["galaxy"] = str(open_dataset(folder / TILED_NAME).ids[1234])
     for _ in range(map_reruns):
         run(at)
     with_gallery = timing.read(records, "latent_map")[since:]

@@ -53,7 +53,10 @@ def test_models_conv_vae_refuses_an_input_size_its_graph_cannot_take():
         build_model("conv_vae", {"input_size": 64})
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+GENERATIVE = [name for name, cls in MODELS.items() if hasattr(cls, "decode")]
+
+
+@pytest.mark.parametrize("name", GENERATIVE)
 def test_models_outputs_have_the_contract_shapes(name, sample):
     model = build_model(name).eval()
     x = to_input(sample.images[:5], model)  # real galaxies at the model's input size
@@ -73,6 +76,22 @@ def test_models_outputs_have_the_contract_shapes(name, sample):
         assert model.classify(mu).shape == (5, model.n_classes)
         images = model.sample(3, generator=torch.Generator().manual_seed(0))
         assert images.shape == (3, 3, s, s) and images.min() >= 0 and images.max() <= 1
+
+
+def test_models_similarity_encoder_gives_unit_vectors_and_no_decoder(sample):
+    model = build_model("similarity").eval()
+    x = to_input(sample.images[:5], model)
+    z = model.encode(x)
+    assert z.shape == (5, 64) and torch.allclose(z.norm(dim=1), torch.ones(5), atol=1e-5)
+    assert not hasattr(model, "decode") and not model.is_variational
+    assert model.logits(z).shape == (5, 5)
+    with torch.no_grad():  # inference folds BatchNorm into the convs: the same embedding
+        folded = model.encode(x)
+    model.train()
+    model.features.eval()
+    with torch.enable_grad():
+        plain = model.encode(x)
+    assert torch.allclose(folded, plain, atol=1e-5)
 
 
 def test_models_galaxy_vae_is_the_2d_64px_model_with_a_class_head():
