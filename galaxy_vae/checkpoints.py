@@ -194,12 +194,25 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     return Checkpoint(model=model, meta=meta, path=path)
 
 
-def list_checkpoints(folder: str | Path | None = None) -> list[Path]:
+def list_checkpoints(folder: str | Path | None = None, generative: bool = False) -> list[Path]:
     """The .safetensors files in ``folder`` (default: the checkpoints folder), the default
-    checkpoint's name first, then by name."""
+    checkpoint's name first, then by name; with ``generative``, only models that decode (the map
+    and the generator's), read from each file's header without loading weights."""
     folder = Path(folder) if folder else checkpoint_dir()
     found = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if generative:
+        found = [p for p in found if _decodes(p)]
     return sorted(found, key=lambda p: (p.name != default_checkpoint().name, p.name))
+
+
+def _decodes(path: Path) -> bool:
+    """Whether the checkpoint's model has a decoder; unreadable files count as yes, so that choosing
+    one shows what is wrong with it instead of hiding it."""
+    try:
+        cls = MODELS.get(read_meta(path).get("model"))
+    except CheckpointError:
+        return True
+    return cls is None or hasattr(cls, "decode")
 
 
 def dataset_for(meta: dict, data: GalaxyData) -> GalaxyData:

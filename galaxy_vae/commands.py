@@ -75,31 +75,51 @@ def cmd_fetch(args) -> int:
 
 # --- search -----------------------------------------------------------------------------------
 
+def _prepare_pictures(paths, data, args) -> tuple[list, list[str]]:
+    """Every picture prepared as the app prepares an upload (--framing, --keep-sky): (cutouts,
+    error messages naming the files). All are read before any work, so one bad file costs nothing."""
+    from galaxy_vae.extent import catalogue_extent
+    from galaxy_vae.images import prepare_upload
+    from galaxy_vae.sky import catalogue_sky
+
+    target = catalogue_extent(data.images) if args.framing == "auto" else None
+    sky = None if args.keep_sky else catalogue_sky(data.images)
+    prepared, failed = [], []
+    for path in paths:
+        try:
+            prepared.append(prepare_upload(path, framing=args.framing, target_fraction=target, sky=sky).stored)
+        except GalaxyVAEError as exc:
+            failed.append(str(exc))
+    return prepared, failed
+
+
 def cmd_search(args) -> int:
     """Nearest catalogue galaxies of each picture: the map page's upload search, from a shell."""
-    from galaxy_vae.catalogue import Catalogue, ModelSpace
+    from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
     from galaxy_vae.checkpoints import load_checkpoint
-    from galaxy_vae.extent import catalogue_extent
     from galaxy_vae.hdf5 import open_for_search
-    from galaxy_vae.images import prepare_upload
+    from galaxy_vae.lookalikes import make_similarity, similarity_files
+    from galaxy_vae.paths import DENSE_AE_NAME, ENCODER_NAME, default_checkpoint
     from galaxy_vae.search import neighbour_table
 
+    files = similarity_files(args.checkpoint or default_checkpoint())
+    key = args.similarity or ("invariant" if args.invariant else next(iter(files)))
+    if key not in files:
+        needed = ENCODER_NAME if key == "encoder" else DENSE_AE_NAME
+        raise GalaxyVAEError(f"No {key} similarity here", expected=f"{needed} in the checkpoints folder",
+                             found="no such file", fix=f"Choose one of: {', '.join(files)}.")
     data = open_for_search(args.data, challenge=not args.all_classes)
-    target = catalogue_extent(data.images) if args.framing == "auto" else None
-    prepared, failed = [], []
-    for path in args.image:  # read every picture before any work, so one bad file costs nothing
-        try:
-            prepared.append(prepare_upload(path, framing=args.framing, target_fraction=target).stored)
-        except GalaxyVAEError as exc:
-            failed.append(str(exc))  # the message names the file
+    prepared, failed = _prepare_pictures(args.image, data, args)
     if failed:
         print("error: " + "\n".join(failed), file=sys.stderr)
         return 2
-    catalogue = Catalogue(data, ModelSpace(load_checkpoint(args.checkpoint)), progress=not args.json)
-    results = [neighbour_table(catalogue.look_up(image, args.k, args.invariant).neighbours, data) for image in prepared]
+    space = PixelSpace() if files[key] is None else ModelSpace(load_checkpoint(files[key]))
+    sim = make_similarity(key, Catalogue(data, space, progress=not args.json))
+    results = [neighbour_table(sim.look_up(image, args.k).neighbours, data) for image in prepared]
     if args.json:
         _print_json(results)
         return 0
+    print(f"similarity: {sim.name}")
     for path, rows in zip(args.image, results):
         print(f"{path}:")
         for r in rows:
@@ -112,9 +132,7 @@ def cmd_generate(args) -> int:
     from galaxy_vae import lookalikes
     from galaxy_vae.catalogue import Catalogue, ModelSpace
     from galaxy_vae.checkpoints import load_checkpoint
-    from galaxy_vae.extent import catalogue_extent
     from galaxy_vae.hdf5 import open_for_search
-    from galaxy_vae.images import prepare_upload
     from galaxy_vae.paths import default_dataset
     from galaxy_vae.raster import grid_png, grid_shape
 
@@ -126,8 +144,11 @@ def cmd_generate(args) -> int:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
     data = open_for_search(args.data or default_dataset(), challenge=not args.all_classes)
-    target = catalogue_extent(data.images) if args.framing == "auto" else None
-    query = prepare_upload(args.near, framing=args.framing, target_fraction=target).stored
+    prepared, failed = _prepare_pictures([args.near], data, args)
+    if failed:
+        print("error: " + failed[0], file=sys.stderr)
+        return 2
+    query = prepared[0]
     ckpt = load_checkpoint(args.checkpoint)
     looks = lookalikes.sample_lookalikes(Catalogue(data, ModelSpace(ckpt)), query, args.n, args.temperature, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -148,10 +169,10 @@ def _train_command(args) -> str:
     """The command line that reproduces this training run: every flag given, in a fixed order."""
     import shlex
 
-    from galaxy_vae.configs import flag_fields
+    from galaxy_vae.configs import AugmentConfig, TrainConfig, flag_fields
 
     parts = ["python", "-m", "galaxy_vae", "train", "--model", args.model, "--data", str(args.data)]
-    for f in flag_fields():
+    for f in flag_fields(TrainConfig) + flag_fields(AugmentConfig):
         value = getattr(args, f.name)
         if value is None:
             continue
@@ -166,12 +187,17 @@ def _train_command(args) -> str:
         parts.append("--all-classes")
     if args.model_config:
         parts += ["--model-config", args.model_config]
+    if args.frames:
+        parts += ["--frames", str(args.frames)]
     return shlex.join(parts + ["--out", str(args.out)])
 
 
 def cmd_train(args) -> int:
-    from galaxy_vae.configs import default_config, flag_fields
+    from dataclasses import replace
+
+    from galaxy_vae.configs import AugmentConfig, default_config, flag_fields
     from galaxy_vae.models import MODELS
+    from galaxy_vae.paths import frames_dir
     from galaxy_vae.train import train_model
 
     if args.model not in MODELS:
@@ -183,9 +209,11 @@ def cmd_train(args) -> int:
         print(f"error: --model-config is not JSON ({exc}); e.g. '{{\"head_hidden\": 0}}'", file=sys.stderr)
         return 2
     cfg = default_config(args.model, **{f.name: getattr(args, f.name) for f in flag_fields()})
+    aug = replace(AugmentConfig(), **{f.name: getattr(args, f.name) for f in flag_fields(AugmentConfig)
+                                      if getattr(args, f.name) is not None})
     path, meta = train_model(args.model, args.data, args.out, cfg, model_config, classes=args.classes,
                              challenge=not args.all_classes, progress=not args.quiet,
-                             command=_train_command(args))
+                             command=_train_command(args), frames=args.frames or frames_dir(), augment_config=aug)
     m = meta["metrics"]
     print(f"{'interrupted: ' if meta['interrupted'] else ''}saved {path} after {meta['epochs_done']} "
           f"epoch(s) in {meta['train_seconds'] / 60:.1f} min")
@@ -200,7 +228,21 @@ def cmd_evaluate(args) -> int:
     from galaxy_vae.hdf5 import open_dataset
 
     ckpt = load_checkpoint(args.checkpoint)
-    result = evaluate_checkpoint(ckpt, open_dataset(args.data), pixel=not args.no_pixel)
+    data = open_dataset(args.data)
+    result = evaluate_checkpoint(ckpt, data, pixel=not args.no_pixel)
+    if args.robustness:
+        from galaxy_vae.checkpoints import dataset_for
+        from galaxy_vae.extent import catalogue_extent
+        from galaxy_vae.paths import frames_dir
+        from galaxy_vae.robustness import robustness_report
+
+        seen = dataset_for(ckpt.meta, data)
+        result.update(robustness_report(
+            ckpt.model, seen, args.frames or frames_dir(), result["split_seed"], result["val_fraction"],
+            framing=args.framing, match_sky=not args.keep_sky, pixel=not args.no_pixel, progress=not args.json,
+            target_fraction=catalogue_extent(seen.images) if args.framing == "auto" else None))
+        if result["robustness"] is None:
+            print(f"robustness skipped: {result['robustness_skipped']}", file=sys.stderr)
     if args.json:
         _print_json(result)
         return 0
@@ -210,7 +252,15 @@ def cmd_evaluate(args) -> int:
     print(f"  {'':<28}" + "".join(f"{('latent' if s == '' else 'pixels'):>10}" for s in spaces))
     for key in ("precision_at_10", "macro_precision_at_10", "precision_at_10_morph", "macro_precision_at_10_morph"):
         print(f"  {key:<28}" + "".join(f"{result[s + key]:>10.4f}" for s in spaces))
-    print(f"  {'recon_mse (64x64)':<28}{result['recon_mse']:>10.5f}")
+    if "recon_mse" in result:
+        print(f"  {'recon_mse (64x64)':<28}{result['recon_mse']:>10.5f}")
+    if result.get("robustness"):
+        print(f"framing robustness, macro precision@10 of {result['robustness_queries']} validation galaxies "
+              "re-cut from their raw frames (x standard):")
+        for s in [s for s in spaces if f"{s}robustness" in result]:
+            figures = result[f"{s}robustness"]
+            print(f"  {('model' if s == '' else 'pixels'):<8}" + "  ".join(
+                f"{v} {x:.3f} ({x / figures['standard']:.2f}x)" for v, x in figures.items()))
     return 0
 
 

@@ -43,10 +43,10 @@ def precision_at_k(query_z: np.ndarray, query_y: np.ndarray, base_z: np.ndarray,
     its label. Macro averages the per-class means over the classes present among the queries.
     """
     _, idx = knn(query_z, base_z, k)  # (Q, k) rows of base
-    return _precision_of(idx, np.asarray(query_y), np.asarray(base_y))
+    return precision_of(idx, np.asarray(query_y), np.asarray(base_y))
 
 
-def _precision_of(idx: np.ndarray, query_y: np.ndarray, base_y: np.ndarray) -> tuple[float, float, dict[int, float]]:
+def precision_of(idx: np.ndarray, query_y: np.ndarray, base_y: np.ndarray) -> tuple[float, float, dict[int, float]]:
     """precision_at_k's figures from the neighbours' rows ``idx`` (Q, k)."""
     hits = (base_y[idx] == query_y[:, None]).mean(axis=1)  # (Q,)
     per_class = {int(c): float(hits[query_y == c].mean()) for c in np.unique(query_y)}
@@ -60,10 +60,10 @@ def retrieval_metrics(query_z: np.ndarray, query_y: np.ndarray, base_z: np.ndarr
     One neighbour search serves both: only the labels compared differ."""
     query_y, base_y = np.asarray(query_y), np.asarray(base_y)
     _, idx = knn(query_z, base_z, k)  # (Q, k) rows of base
-    p, macro, per_class = _precision_of(idx, query_y, base_y)
+    p, macro, per_class = precision_of(idx, query_y, base_y)
     out = {f"{prefix}precision_at_{k}": p, f"{prefix}macro_precision_at_{k}": macro}
     if pairs:
-        p_m, macro_m, _ = _precision_of(idx, morphology_labels(query_y, pairs), morphology_labels(base_y, pairs))
+        p_m, macro_m, _ = precision_of(idx, morphology_labels(query_y, pairs), morphology_labels(base_y, pairs))
     else:
         p_m, macro_m = p, macro
     out[f"{prefix}precision_at_{k}_morph"] = p_m
@@ -117,7 +117,8 @@ def evaluate_model(model: nn.Module, data: GalaxyData, *, split_seed: int = 0, v
     out.update(retrieval_metrics(z_val, val.labels, z_train, train.labels, pairs, "", k, data.class_names))
     if pixel:
         out.update(pixel_baseline(data, train_idx, val_idx, pairs, k))
-    out["recon_mse"] = reconstruction_mse(model, val.images)
+    if hasattr(model, "decode"):  # the similarity encoder only compares galaxies
+        out["recon_mse"] = reconstruction_mse(model, val.images)
     return out
 
 

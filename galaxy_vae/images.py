@@ -6,8 +6,9 @@ prepared exactly as the catalogue was:
     file / bytes --read_image------> RGB PIL image + notes (every bad file -> ImageError)
                  --galaxy10_cutout--> (69, 69, 3) uint8   # Galaxy Zoo frame: central 207/424
                  --square_cutout----> (69, 69, 3) uint8   # any other picture: centre square
-    upload       --prepare_upload---> PreparedImage: read, framed like the catalogue
-                                      (galaxy_vae.framing), then square_cutout
+    upload       --prepare_upload---> PreparedImage: read, then cutout_of: optionally framed like
+                                      the catalogue (galaxy_vae.framing), square_cutout, and its
+                                      sky matched to the catalogue's (galaxy_vae.sky)
 
 The stored size (69) matches Galaxy10 SDSS; models then take the central 64x64
 (:func:`galaxy_vae.data.model_view`).
@@ -39,6 +40,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from galaxy_vae.errors import ImageError
 from galaxy_vae.extent import CATALOGUE_EXTENT
 from galaxy_vae.framing import Framing, frame_to
+from galaxy_vae.sky import CATALOGUE_SKY, border_sky, match_sky
 
 log = logging.getLogger(__name__)
 
@@ -354,34 +356,53 @@ def display_copy(img: Image.Image, side: int = DISPLAY_SIDE) -> np.ndarray:
     return np.asarray(small, dtype=np.uint8)
 
 
-def prepare_upload(source: Source, *, framing: str = "auto", target_fraction: float | None = None,
-                   size: int = STORED_SIZE) -> PreparedImage:
-    """Read an upload and cut it out as the catalogue was: (size, size, 3) uint8 in ``.stored``.
+def cutout_of(picture: Image.Image, *, framing: str = "none", target_fraction: float | None = None,
+              sky=CATALOGUE_SKY, size: int = STORED_SIZE) -> tuple[np.ndarray, list[str], Framing | None]:
+    """An RGB picture prepared as the catalogue was stored: ((size, size, 3) uint8, notes, framing).
 
-    ``framing="auto"`` pads or crops around the galaxy first so that its half-light radius covers
-    ``target_fraction`` of the frame, as in the catalogue; pass the dataset's own
-    ``extent.catalogue_extent(data.images)``. Without one, ``CATALOGUE_EXTENT`` (measured on
-    the offline SDSS sample) is used. ``framing="none"`` takes the plain centre square. A large
-    picture is reduced while it decodes (:data:`WORK_SIDE`), and only small copies outlive this call.
+    ``framing="auto"`` first pads or crops around the galaxy so that its half-light radius covers
+    ``target_fraction`` of the frame (default ``CATALOGUE_EXTENT``); ``"none"`` takes the plain
+    centre square. ``sky`` (per channel, 0-255) moves the cutout's border sky to that level
+    (:func:`galaxy_vae.sky.match_sky`); None keeps the picture's own. Uploads and
+    ``evaluate --robustness`` both go through here, so what is measured is what the app does.
     """
     if framing not in ("auto", "none"):
         raise ValueError(f'framing must be "auto" or "none", got {framing!r}')
-    decoded = read_image(source, max_side=WORK_SIDE)
-    notes = list(decoded.notes)
-    picture, framed = decoded.image, None
+    notes, framed = [], None
     if framing == "auto":
-        framed = frame_to(decoded.image, CATALOGUE_EXTENT if target_fraction is None else target_fraction)
+        framed = frame_to(picture, CATALOGUE_EXTENT if target_fraction is None else target_fraction)
         notes.append(framed.describe())
         picture = framed.image
     if picture.width != picture.height:
         side = min(picture.size)
         notes.append(f"centre square {side}x{side} of the {picture.width}x{picture.height} picture kept")
     stored = square_cutout(picture, size)
+    if sky is not None:
+        before = border_sky(stored)
+        stored = match_sky(stored, sky)
+        if np.abs(before - np.asarray(sky)).max() >= 1:
+            notes.append("sky level matched to the catalogue's (from RGB " + "/".join(f"{v:.0f}" for v in before)
+                         + " to " + "/".join(f"{v:.0f}" for v in sky) + ")")
+    return stored, notes, framed
+
+
+def prepare_upload(source: Source, *, framing: str = "none", target_fraction: float | None = None,
+                   sky=CATALOGUE_SKY, size: int = STORED_SIZE) -> PreparedImage:
+    """Read an upload and cut it out as the catalogue was: (size, size, 3) uint8 in ``.stored``
+    (:func:`cutout_of`: framing, centre square, sky matched to ``sky``, pass the dataset's own
+    ``sky.catalogue_sky(data.images)``). A large picture is reduced while it decodes
+    (:data:`WORK_SIDE`), and only small copies outlive this call.
+    """
+    if framing not in ("auto", "none"):
+        raise ValueError(f'framing must be "auto" or "none", got {framing!r}')
+    decoded = read_image(source, max_side=WORK_SIDE)
+    stored, notes, framed = cutout_of(decoded.image, framing=framing, target_fraction=target_fraction, sky=sky,
+                                      size=size)
     stored.flags.writeable = False
     shown = display_copy(framed.image) if framed else None
-    prepared = PreparedImage(stored, display_copy(decoded.image), shown, decoded.original_size, tuple(notes),
-                             replace(framed, image=None) if framed else None)
+    prepared = PreparedImage(stored, display_copy(decoded.image), shown, decoded.original_size,
+                             tuple(decoded.notes) + tuple(notes), replace(framed, image=None) if framed else None)
     if decoded.original_size[0] * decoded.original_size[1] > BIG_PICTURE:
-        del decoded, picture, framed
+        del decoded, framed
         release_freed_memory()
     return prepared

@@ -29,30 +29,39 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.special import gammainc, gammaincinv
 
 from galaxy_vae.catalogue import Catalogue, Similarity
+from galaxy_vae.configs import SIMILARITY_NAMES
 from galaxy_vae.data import GalaxyData
 from galaxy_vae.embed import encode_dist_images
 from galaxy_vae.errors import CheckpointError
+from galaxy_vae.paths import dense_ae_checkpoint, encoder_checkpoint
 from galaxy_vae.search import Neighbours, neighbour_table
 
 POOL = 100  # ranks counted per similarity for the consensus answer (whatever k is shown)
 CONSENSUS = "consensus"
 CONSENSUS_LABEL = "Consensus of all similarities (best summed rank)"
 DEFAULT_TEMPERATURE = 2.0  # |e| <= 2: 86 % of a 2-D posterior's mass, its tails cut
-ENCODER_NAME = "galaxy encoder"  # the similarity encoder, every neighbour search's default
 DEFAULT_SAMPLES = 16  # lookalikes drawn by default (a 4 x 4 grid), on the page and in the CLI
 
 
 # --- the ranking --------------------------------------------------------------------------------
 
-# key -> name for people (and the URL), in the order pages list them; the first present is the default
-SIMILARITY_NAMES = {"encoder": ENCODER_NAME, "latent": "model latent", "dense_ae": "seed dense autoencoder (64-D)",
-                    "invariant": "model latent, any rotation or mirror image", "pixels": "raw pixels"}
+
+
+def similarity_files(checkpoint: Path) -> dict[str, Path | None]:
+    """The similarities on offer with the selected model ``checkpoint``, in the order of
+    SIMILARITY_NAMES (the first is the default): key -> the checkpoint whose space it searches
+    (None: raw pixels). The galaxy encoder and the seed autoencoder join when their files exist."""
+    dense = dense_ae_checkpoint()
+    files = {"encoder": encoder_checkpoint(), "latent": checkpoint, "invariant": checkpoint, "pixels": None,
+             "dense_ae": dense if dense and dense.resolve() != Path(checkpoint).resolve() else None}
+    return {key: files[key] for key in SIMILARITY_NAMES if key == "pixels" or files[key]}
 
 
 def make_similarity(key: str, catalogue: Catalogue) -> Similarity:
@@ -140,6 +149,12 @@ def agreement(ranking: Ranking, k: int) -> dict:
     pairs = [overlap[i, j] for i in range(len(sets)) for j in range(i + 1, len(sets))]
     return {"overlap": overlap, "mean_overlap": float(np.mean(pairs)) if pairs else 1.0,
             "in_all": sorted(set.intersection(*sets)) if sets else []}
+
+
+def class_mix(ranking: Ranking, labels: np.ndarray, n_classes: int, k: int) -> np.ndarray:
+    """(S, n_classes): the share of each class among each similarity's k nearest galaxies."""
+    top = np.asarray(labels)[ranking.indices[:, :k]]  # (S, k) class of each neighbour
+    return np.stack([np.bincount(row, minlength=n_classes) / top.shape[1] for row in top])
 
 
 def ranking_rows(ranking: Ranking, data: GalaxyData, k: int, answer: Answer | None = None) -> list[dict]:

@@ -5,6 +5,8 @@ environment, and the one way a file is written (atomically).
                   directory when galaxy_vae is installed rather than checked out)
     checkpoints   $GALAXY_VAE_CHECKPOINTS, else checkpoints/ of the checkout (or working directory)
     Milky Way     $GALAXY_VAE_MILKY_WAY, else the shared data folder beside the checkout
+    raw frames    $GALAXY_VAE_FRAMES, else the sample's 423 px frames in the shared data folder
+                  (what the similarity encoder trains on and ``evaluate --robustness`` re-cuts)
 
 Each lookup takes an optional ``environ`` mapping so it is tested without touching os.environ.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 DATA_ENV = "GALAXY_VAE_DATA"
 CHECKPOINTS_ENV = "GALAXY_VAE_CHECKPOINTS"
 MILKY_WAY_ENV = "GALAXY_VAE_MILKY_WAY"
+FRAMES_ENV = "GALAXY_VAE_FRAMES"
 
 SAMPLE_NAME = "gz1_sample.h5"  # what `make sample` builds: the app's and CLI's default dataset
 DEFAULT_CHECKPOINT_NAME = "galaxy_vae.safetensors"  # the app's default model
@@ -78,9 +81,21 @@ def encoder_checkpoint(environ: Mapping[str, str] | None = None) -> Path | None:
     return path if path.is_file() else None
 
 
+def shared_data() -> Path:
+    """The shared data folder beside the checkout (real SDSS frames, the Milky Way)."""
+    return _base().parent / "shared" / "data"
+
+
 def milky_way_default() -> Path:
     """Where the shared data folder keeps NASA's face-on Milky Way, beside the checkout."""
-    return _base().parent / "shared" / "data" / "milky_way" / MILKY_WAY_NAME
+    return shared_data() / "milky_way" / MILKY_WAY_NAME
+
+
+def frames_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The folder of raw frames (<objID>.jpeg, 423 px): $GALAXY_VAE_FRAMES, else the offline sample's
+    in the shared data folder; None if absent."""
+    path = _env(FRAMES_ENV, environ) or shared_data() / "gz1_small_eggochi" / "Imagenes"
+    return path if path.is_dir() else None
 
 
 def milky_way_path(environ: Mapping[str, str] | None = None) -> Path | None:

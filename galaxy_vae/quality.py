@@ -2,6 +2,8 @@
 
 - :func:`quality_table`: one row of held-out figures per checkpoint (``evaluate.evaluate_checkpoint``,
   the same call as ``python -m galaxy_vae evaluate``), plus the pixel-space baseline.
+- :func:`robustness_table`: the same per checkpoint for framing variants re-cut from raw frames
+  (``evaluate --robustness``).
 - :func:`validation_split` / :func:`validation_examples`: the checkpoint's own held-out galaxies,
   a few per class, with their reconstructions at 64x64.
 - :func:`head_confusion`: the class head's confusion matrix on that split (None without a head).
@@ -14,8 +16,9 @@ Nothing here trains: every figure comes from a checkpoint's weights and metadata
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,7 +57,7 @@ def quality_table(checkpoints: Sequence[Checkpoint], data: GalaxyData) -> tuple[
             problems.append(f"{ckpt.path.name}: {exc}")
             continue
         rows.append({"checkpoint": ckpt.path.name, "model": result["model"], "latent_dim": result["latent_dim"],
-                     "n_val": result["n_val"], **{m: result[m] for m in METRICS}})
+                     "n_val": result["n_val"], **{m: result.get(m) for m in METRICS}})
         # Checkpoints trained on one split share one baseline; another split gets its own row.
         split = (result["split_seed"], result["val_fraction"], result["n_val"])
         pixel_rows.setdefault(split, {"checkpoint": PIXEL_ROW, "model": "pixels", "latent_dim": CROP * CROP * 3,
@@ -64,6 +67,38 @@ def quality_table(checkpoints: Sequence[Checkpoint], data: GalaxyData) -> tuple[
         for (seed, fraction, _), row in pixel_rows.items():
             row["checkpoint"] = f"{PIXEL_ROW} (split seed {seed}, {fraction:.0%} held out)"
     return rows + list(pixel_rows.values()), problems
+
+
+def robustness_table(checkpoints: Sequence[Checkpoint], data: GalaxyData, frames: Path | None,
+                     progress: Callable[[str], None] | None = None) -> tuple[list[dict], list[str]]:
+    """(rows, problems): :mod:`galaxy_vae.robustness` figures (macro precision@10 per framing
+    variant) of every checkpoint, then the pixel baseline, with uploads prepared as the app prepares
+    them. Queries are re-cut once per split. Without raw frames: no rows, and why in ``problems``."""
+    from galaxy_vae.robustness import model_embedding, pixel_embedding, query_set
+
+    rows, problems, sets = [], [], {}
+    for ckpt in checkpoints:
+        try:
+            seen = dataset_for(ckpt.meta, data)
+        except GalaxyVAEError as exc:
+            problems.append(f"{ckpt.path.name}: {exc}")
+            continue
+        split = (int(ckpt.meta.get("split_seed", 0)), float(ckpt.meta.get("val_fraction", 0.2)), len(seen))
+        if split not in sets:
+            if progress:
+                progress(f"Re-cutting the validation galaxies of {data.name} from their raw frames…")
+            sets[split] = query_set(seen, frames, split[0], split[1])
+        qs = sets[split]
+        if isinstance(qs, str):
+            problems.append(f"Framing robustness needs the raw frames: {qs}.")
+            return [], problems
+        if progress:
+            progress(f"Scoring {ckpt.path.name}…")
+        rows.append({"checkpoint": ckpt.path.name, "n_val": len(qs.query_y), **qs.score(model_embedding(ckpt.model))})
+    for (seed, fraction, _), qs in sets.items():
+        name = PIXEL_ROW if len(sets) == 1 else f"{PIXEL_ROW} (split seed {seed}, {fraction:.0%} held out)"
+        rows.append({"checkpoint": name, "n_val": len(qs.query_y), **qs.score(pixel_embedding)})
+    return rows, problems
 
 
 # --- the selected checkpoint --------------------------------------------------------------------

@@ -99,7 +99,7 @@ def class_weights_for(labels: np.ndarray, n_classes: int, balance: float) -> tor
     return torch.tensor(w, dtype=torch.float32)
 
 
-def _lr_factor(step: int, total: int, warmup: float) -> float:
+def lr_factor(step: int, total: int, warmup: float) -> float:
     """Linear warmup over ``warmup * total`` steps, then cosine decay to 0."""
     n_warm = int(warmup * total)
     if step < n_warm:
@@ -155,7 +155,7 @@ def fit(model: nn.Module, train: GalaxyData, val: GalaxyData, cfg: TrainConfig,
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: _lr_factor(step, cfg.epochs * steps_per_epoch, cfg.warmup))
+        opt, lambda step: lr_factor(step, cfg.epochs * steps_per_epoch, cfg.warmup))
     result, start = FitResult(), time.perf_counter()
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -218,11 +218,14 @@ def versions() -> dict[str, str]:
 
 def train_model(model: str, data_path: str | Path, out: str | Path, cfg: TrainConfig | None = None,
                 model_config: dict | None = None, classes: list[int] | None = None, challenge: bool = True,
-                progress: bool = True, command: str | None = None) -> tuple[Path, dict]:
+                progress: bool = True, command: str | None = None, frames: Path | None = None,
+                augment_config=None) -> tuple[Path, dict]:
     """Train registry model ``model`` on the training split of ``data_path`` and save it to ``out``.
 
     ``classes`` keeps only those class numbers; otherwise Galaxy10 SDSS is reduced to the
     challenge's six face-on classes unless ``challenge`` is False (as the app and search see it).
+    The similarity encoder trains on the raw frames in ``frames`` (:mod:`galaxy_vae.train_encoder`),
+    with ``augment_config``; its figures add the framing robustness of :mod:`galaxy_vae.robustness`.
     Returns the checkpoint path and its metadata; ``meta["interrupted"]`` is True after Ctrl-C.
     """
     cfg = cfg or default_config(model)
@@ -233,21 +236,31 @@ def train_model(model: str, data_path: str | Path, out: str | Path, cfg: TrainCo
         subset = [data.original_class_names.index(name) for name in data.class_names]
     train_idx, val_idx = stratified_split(data.labels, cfg.val_fraction, cfg.split_seed)
     train, val = data.take(train_idx), data.take(val_idx)
-    model_config = dict(model_config or {})
-    if model != "dense_ae":
-        model_config.setdefault("n_classes", len(data.class_names))
-    torch.manual_seed(cfg.seed)  # initial weights
-    net = build_model(model, model_config)
     pairs = chirality_pairs(data.class_names) if cfg.chirality_pairs is None else cfg.chirality_pairs
     cfg = replace(cfg, chirality_pairs=[list(p) for p in pairs])
     log.info("training %s on %d galaxies (%d held out) of %s", model, len(train), len(val), data.name)
-    result = fit(net, train, val, cfg, progress=progress)
+    extra: dict = {}
+    if model == "similarity":
+        from galaxy_vae.train_encoder import train_encoder
+
+        net, result, extra = train_encoder(train, frames, cfg, augment_config, model_config, progress=progress)
+    else:
+        model_config = dict(model_config or {})
+        if model != "dense_ae":
+            model_config.setdefault("n_classes", len(data.class_names))
+        torch.manual_seed(cfg.seed)  # initial weights
+        net = build_model(model, model_config)
+        result = fit(net, train, val, cfg, progress=progress)
     if result.interrupted or not result.history:
         metrics = {k[4:]: v for k, v in (result.history[-1] if result.history else {}).items()
                    if k.startswith("val_")}
     else:
         metrics = evaluate_model(net, data, split_seed=cfg.split_seed, val_fraction=cfg.val_fraction, pairs=pairs)
-    meta = {
+        if model == "similarity":
+            from galaxy_vae.robustness import robustness_report
+
+            metrics.update(robustness_report(net, data, frames, cfg.split_seed, cfg.val_fraction, progress=progress))
+    meta = {**extra,
         "dataset": Path(data_path).name, "dataset_sha256": pooch.file_hash(str(data_path)),
         "class_names": list(data.class_names), "class_subset": subset,
         "split_seed": cfg.split_seed, "val_fraction": cfg.val_fraction, "chirality_pairs": cfg.chirality_pairs,

@@ -30,8 +30,9 @@ path = milky_way_path()
 choices = [q for q in QUERIES if path or q == "upload"]
 c = st.columns([2, 2, 3])
 choice = c[0].radio("Query", choices, format_func=QUERIES.get, key="query", **URL)
-framing = c[1].toggle("Automatic framing", True, key="framing", **URL,
-                      help="Pad or crop so the galaxy fills as much of the frame as catalogue galaxies do.")
+framing = c[1].toggle("Automatic framing", False, key="framing", **URL,
+                      help="Pad or crop so the galaxy fills as much of the frame as catalogue galaxies do. Off by "
+                           "default: measured on re-cut catalogue galaxies, it finds worse neighbours.")
 with c[2]:
     uploaded = app.upload("Upload a galaxy picture", "mw_upload", session, framing=framing, on_change=_on_upload)
 prepared = app.prepared_file(path, session, framing) if choice == "milky_way" else uploaded
@@ -47,18 +48,22 @@ c[1].image(prepared.framed if prepared.framed is not None else prepared.picture,
 app.show_query(query, prepared, c[2], c[3])
 
 ranking = session.milky_way_ranking(prepared.stored)
-named = {mw.CONSENSUS: mw.CONSENSUS_LABEL, **dict(zip(ranking.keys, ranking.labels))}
+named = {**dict(zip(ranking.keys, ranking.labels)), mw.CONSENSUS: mw.CONSENSUS_LABEL}  # the default first
 st.header("The most similar galaxy")
 c = st.columns(2)
 k = c[0].slider("Galaxies shown per similarity (k)", 1, 24, 8, key="top_k", **URL)
 by = c[1].selectbox("Answer chosen by", list(named), key="answer", **URL,
-                    help="consensus: " + mw.CONSENSUS_LABEL.lower() + "; or one similarity's own nearest galaxy.")
+                    help="One similarity's own nearest galaxy (the first, the default similarity, unless you "
+                         "choose another), or the consensus: " + mw.CONSENSUS_LABEL.lower() + ".")
 answer, agree = mw.choose_answer(ranking, by), mw.agreement(ranking, k)
 c = st.columns([1, 3])
 c[0].image(session.thumbnail_png(answer.row, 3), output_format="PNG", caption=captions.galaxy_caption(data, answer.row))
 c[1].markdown(captions.describe_answer(answer, ranking, data, k) + "\n\n" + captions.describe_agreement(agree, k))
 c[1].table(pd.DataFrame(agree["overlap"], index=ranking.keys, columns=ranking.keys).style.format("{:.0%}"))
-if session.dense_checkpoint() is None:
+st.markdown(f"**Classes among each similarity's {k} nearest galaxies**")
+st.table(pd.DataFrame(mw.class_mix(ranking, data.labels, len(data.class_names), k), index=list(ranking.labels),
+                      columns=[captions.esc(n) for n in data.class_names]).style.format("{:.0%}"))
+if "dense_ae" not in ranking.keys:
     st.caption("The seed dense autoencoder's 64-D similarity joins when `seed_dense_ae.safetensors` is in the "
                "checkpoints folder.")
 for key, label in zip(ranking.keys, ranking.labels):  # one row per similarity: ranks line up

@@ -81,3 +81,29 @@ st.dataframe(pd.DataFrame(rows).set_index("checkpoint"), key="quality_table",
                             "latent_dim": NUMBER("latent dim"), "n_val": NUMBER("validation galaxies")})
 for problem in problems:
     st.warning(esc(problem))
+
+st.header("Robustness to framing")
+st.markdown(
+    "Uploads are rarely framed like the catalogue. Here every checkpoint's validation galaxies are re-cut from "
+    "their raw 423 px frames as a user's own cutout might be — a field of view of 50 to 423 px instead of the "
+    "catalogue's 207, a brighter stretched sky (+20, ×1.3), a random rotation — prepared as the app prepares an "
+    "upload (sky matched to the catalogue's, no automatic framing), and searched among the standard-framed "
+    "training galaxies. Each figure is macro precision@10, six classes kept apart; the ratio to *standard* says "
+    "how much of a similarity's quality survives the change.")
+measured = session.robustness_table(st.button("Measure framing robustness", key="measure_robustness"))
+if measured is None:
+    st.info("Press *Measure framing robustness* to compute the table (about a minute, then kept for this server); "
+            "`python -m galaxy_vae evaluate --robustness` gives the same figures in a shell.")
+else:
+    rows, problems = measured
+    if rows:
+        table = pd.DataFrame(rows).set_index("checkpoint")
+        variants = [c for c in table.columns if c != "n_val"]
+        st.dataframe(table, key="robustness_table",
+                     column_config={**{v: NUMBER(v, format="%.3f") for v in variants},
+                                    "n_val": NUMBER("validation galaxies")})
+        st.caption("The same figures as a share of each row's *standard* figure:")
+        st.dataframe(table[variants].div(table["standard"], axis=0), key="robustness_ratios",
+                     column_config={v: NUMBER(v, format="%.2f×") for v in variants})
+    for problem in problems:
+        st.warning(esc(problem))

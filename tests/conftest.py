@@ -43,3 +43,28 @@ def milky_way_path() -> Path:
     if not MILKY_WAY.is_file():
         pytest.fail(f"{MILKY_WAY} is missing: the shared data folder should sit beside the checkout.")
     return MILKY_WAY
+
+
+@pytest.fixture(scope="session")
+def frames_path() -> Path:
+    """The sample's raw 423 px frames (what the similarity encoder trains on)."""
+    folder = SAMPLE_DIR / "Imagenes"
+    if not folder.is_dir():
+        pytest.fail(f"{folder} is missing: the shared data folder should sit beside the checkout.")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_sample_path(sample, tmp_path_factory) -> Path:
+    """A real subset of the sample, 20 galaxies of each class (seeded), as its own dataset file:
+    for trainings and evaluations that must take seconds."""
+    import numpy as np
+
+    from galaxy_vae.hdf5 import write_dataset
+
+    rng = np.random.default_rng(0)
+    rows = np.sort(np.concatenate([rng.choice(np.flatnonzero(sample.labels == c), 20, replace=False)
+                                   for c in range(len(sample.class_names))]))
+    small = sample.take(rows)
+    return write_dataset(tmp_path_factory.mktemp("small") / "small_sample.h5", small.images, small.labels,
+                         small.ids, small.class_names, small.source)

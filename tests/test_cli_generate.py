@@ -22,11 +22,11 @@ from galaxy_vae import cli
 from galaxy_vae import lookalikes as mw
 from galaxy_vae.catalogue import Catalogue, ModelSpace
 from galaxy_vae.checkpoints import load_checkpoint, save_checkpoint
-from galaxy_vae.extent import catalogue_extent
 from galaxy_vae.hdf5 import open_dataset, write_dataset
 from galaxy_vae.images import prepare_upload
 from galaxy_vae.models import build_model
 from galaxy_vae.raster import grid_png
+from galaxy_vae.sky import catalogue_sky
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_cli_generate_same_seed_same_grid_as_the_page_path(files, milky_way_path
     _, other = generate(files, milky_way_path, "-n", 9, "--seed", 12, "--temperature", 1.5)
     assert first == again != other
     data = open_dataset(files / "part.h5")
-    query = prepare_upload(milky_way_path, framing="auto", target_fraction=catalogue_extent(data.images)).stored
+    query = prepare_upload(milky_way_path, sky=catalogue_sky(data.images)).stored  # the default preparation
     cat = Catalogue(data, ModelSpace(load_checkpoint(files / "vae.safetensors")))
     assert first == grid_png(mw.sample_lookalikes(cat, query, 9, 1.5, 11).images)
 
@@ -83,8 +83,10 @@ def test_cli_generate_temperature_zero_repeats_the_mean(files, milky_way_path):
     assert all(np.array_equal(t, tiles[0]) for t in tiles)
 
 
-def test_cli_generate_framing_none_changes_the_query(files, milky_way_path):
-    assert generate(files, milky_way_path, "--framing", "none")[1] != generate(files, milky_way_path)[1]
+def test_cli_generate_framing_and_sky_change_the_query(files, milky_way_path):
+    plain = generate(files, milky_way_path)[1]
+    assert generate(files, milky_way_path, "--framing", "auto")[1] != plain
+    assert generate(files, milky_way_path, "--keep-sky")[1] != plain
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -120,7 +122,7 @@ def test_cli_generate_unreadable_picture_is_one_message(files, capsys):
 
 def test_cli_generate_help_and_defaults_match_the_page():
     args = cli.build_parser().parse_args(["generate", "--near", "x.png", "--out", "g.png"])
-    assert (args.n, args.temperature, args.seed, args.framing) == (16, mw.DEFAULT_TEMPERATURE, 0, "auto")
+    assert (args.n, args.temperature, args.seed, args.framing) == (16, mw.DEFAULT_TEMPERATURE, 0, "none")
     assert args.n == mw.DEFAULT_SAMPLES
     out = subprocess.run([sys.executable, "-m", "galaxy_vae", "generate", "--help"], capture_output=True,
                          text=True, cwd=ROOT, check=True).stdout

@@ -108,7 +108,7 @@ def test_framing_padded_catalogue_galaxy_recovered(sample, extents, typical):
     target = float(np.median(extents))
     queries = []
     for i in typical:
-        prepared = prepare_upload(png(padded(sample.images[i])), target_fraction=target)
+        prepared = prepare_upload(png(padded(sample.images[i])), framing="auto", target_fraction=target, sky=None)
         framing = prepared.framing
         assert framing.applied and framing.before.fraction == pytest.approx(extents[i] / PAD, rel=1e-6)
         side = framing.box[2] - framing.box[0]
@@ -162,7 +162,7 @@ def test_framing_milky_way_is_shrunk_to_catalogue_extent(milky_way_path, sample)
     assert side > 800 and framing.image.size == (min(side, CANVAS_SIDE),) * 2  # padded, not cropped
     corners = np.asarray(framing.image)[[0, 0, -1, -1], [0, -1, 0, -1]]
     assert (corners == 0).all()  # padded with its own sky: black
-    stored = prepare_upload(milky_way_path, target_fraction=target).stored
+    stored = prepare_upload(milky_way_path, framing="auto", target_fraction=target, sky=None).stored
     assert measure_extent(stored).fraction == pytest.approx(target, abs=0.01)
     assert measure_extent(square_cutout(milky_way)).fraction > target + 0.02
 
@@ -181,7 +181,7 @@ def test_framing_blank_picture_left_alone():
     framing = frame_to(blank, CATALOGUE_EXTENT)
     assert not framing.applied and not framing.before.found
     assert framing.image.size == (80, 50) and "skipped" in framing.describe()
-    prepared = prepare_upload(png(blank))
+    prepared = prepare_upload(png(blank), framing="auto", sky=None)
     assert (prepared.stored == 12).all()
     assert any("skipped" in note for note in prepared.notes)
 

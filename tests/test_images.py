@@ -290,7 +290,7 @@ def test_images_file_objects_and_names():
 # --- prepare_upload ---------------------------------------------------------------------------
 
 def test_images_prepare_without_framing_is_plain_square_cutout(milky_way_path):
-    prepared = prepare_upload(milky_way_path, framing="none")
+    prepared = prepare_upload(milky_way_path, framing="none", sky=None)
     expected = square_cutout(decode_image(milky_way_path))
     np.testing.assert_array_equal(prepared.stored, expected)
     assert prepared.framing is None and prepared.original_size == (800, 800)
@@ -301,13 +301,13 @@ def test_images_prepare_without_framing_is_plain_square_cutout(milky_way_path):
 def test_images_prepare_non_square_takes_centre_square():
     wide = np.zeros((40, 120, 3), np.uint8)
     wide[:, 40:80] = 255  # only the centre square is white
-    prepared = prepare_upload(encode(Image.fromarray(wide), "PNG"), framing="none")
+    prepared = prepare_upload(encode(Image.fromarray(wide), "PNG"), framing="none", sky=None)
     assert (prepared.stored == 255).all()
     assert any("centre square 40x40" in note for note in prepared.notes)
 
 
 def test_images_prepare_auto_frames_and_notes(milky_way_path):
-    prepared = prepare_upload(milky_way_path)
+    prepared = prepare_upload(milky_way_path, framing="auto", sky=None)
     assert prepared.framing is not None and prepared.framing.applied
     assert any(note.startswith("framed (padded)") for note in prepared.notes)
     assert prepared.stored.shape == (STORED_SIZE, STORED_SIZE, 3)
@@ -324,3 +324,17 @@ def test_images_prepare_carries_decoding_notes():
     gif = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
     prepared = prepare_upload(gif, framing="none")
     assert "first frame of an animated GIF" in prepared.notes
+
+
+def test_images_prepare_matches_the_sky_to_the_catalogues(sample):
+    """A brighter, tinted sky is moved to the catalogue's level (border median per channel); the
+    galaxy's light above it is kept; sky=None keeps the picture's own."""
+    from galaxy_vae.sky import CATALOGUE_SKY, border_sky
+
+    bright = np.clip(sample.images[10].astype(int) + np.array([30, 20, 40]), 0, 255).astype(np.uint8)
+    prepared = prepare_upload(encode(Image.fromarray(bright), "PNG"))
+    assert np.abs(border_sky(prepared.stored) - np.array(CATALOGUE_SKY)).max() <= 1
+    assert np.abs(prepared.stored.astype(int) - sample.images[10]).mean() < 3
+    assert any("sky level matched" in note for note in prepared.notes)
+    kept = prepare_upload(encode(Image.fromarray(bright), "PNG"), sky=None)
+    assert np.array_equal(kept.stored, bright) and not any("sky" in n for n in kept.notes)

@@ -218,10 +218,10 @@ def test_lookalikes_framing_of_padded_galaxy_finds_itself_in_pixels(sample, typi
     target, rows = typical_rows
     pixels = Catalogue(sample, PixelSpace())
     for row in rows:
-        query = prepare_upload(padded_png(sample.images[row]), framing="auto", target_fraction=target)
+        query = prepare_upload(padded_png(sample.images[row]), framing="auto", target_fraction=target, sky=None)
         assert "padded" not in query.notes[-1]  # the black frame is cropped away, not kept
         assert pixels.query_images(query.stored, 1).indices[0, 0] == row
-        unframed = prepare_upload(padded_png(sample.images[row]), framing="none").stored
+        unframed = prepare_upload(padded_png(sample.images[row]), framing="none", sky=None).stored
         assert pixels.query_images(unframed, 1).indices[0, 0] != row  # without framing it is lost
 
 
@@ -233,6 +233,6 @@ def test_lookalikes_framing_of_padded_galaxy_finds_itself_in_trained_latent(chec
     """Needs trained weights: an untrained encoder maps every galaxy to nearly the same point."""
     target, rows = typical_rows
     cat = Catalogue(sample, ModelSpace(load_checkpoint(checkpoint)))
-    queries = [prepare_upload(padded_png(sample.images[r]), framing="auto", target_fraction=target).stored
+    queries = [prepare_upload(padded_png(sample.images[r]), framing="auto", target_fraction=target, sky=None).stored
                for r in rows]
     np.testing.assert_array_equal(cat.query_images(np.stack(queries), 1).indices[:, 0], rows)

@@ -28,11 +28,13 @@ from galaxy_vae.extent import catalogue_extent, measure_extents
 from galaxy_vae.images import prepare_upload
 from galaxy_vae.models import build_model
 from galaxy_vae.paths import CHECKPOINTS_ENV, DEFAULT_CHECKPOINT_NAME, DENSE_AE_NAME, MILKY_WAY_ENV
+from galaxy_vae.sky import CATALOGUE_SKY, border_sky
 
 VAE, DENSE = "galaxy_vae_seeded.safetensors", DENSE_AE_NAME
 KEYS = ["latent", "dense_ae", "invariant", "pixels"]
 SHIPPED = [p.name for p in list_checkpoints() if not p.name.startswith("_")]
-DEFAULT_VIEW = {"top_k": 8, "answer": mw.CONSENSUS, "temperature": mw.DEFAULT_TEMPERATURE,
+DEFAULT_VIEW = {"top_k": 8, "answer": "latent",  # the first similarity (no encoder in these checkpoints)
+                "temperature": mw.DEFAULT_TEMPERATURE,
                 "samples": mw.DEFAULT_SAMPLES, "seed": 0}
 
 
@@ -96,15 +98,15 @@ def urls(at: AppTest, start: str) -> list[str]:
 
 def test_page_milky_way_renders_on_the_milky_way(at, sample):
     assert at.title[0].value == "Milky Way challenge"
-    assert at.radio(key="query").value == "milky_way" and at.toggle(key="framing").value is True
+    assert at.radio(key="query").value == "milky_way" and at.toggle(key="framing").value is False
     assert not at.error
-    assert len(captions(at, "The picture as read")) == 1 and len(captions(at, "Framed like the catalogue")) == 1
+    assert len(captions(at, "The picture as read")) == 1 and len(captions(at, "Framing off")) == 1
     assert len(captions(at, "Its reconstruction by the model")) == 1
     found = ranking(at)
     assert list(found) == KEYS and all(len(ids) == 8 for ids in found.values())
     text = answer_text(at)
     answer_id = text.split("**")[1]
-    assert answer_id in sample.ids and "best summed rank over all 4 similarities" in text
+    assert answer_id in sample.ids and "the nearest galaxy under GalaxyVAE latent (2-D)" in text
     assert captions(at, answer_id)  # its thumbnail, captioned with id and class
     assert any("Agreement" in m.value for m in at.markdown)
     assert len(captions(at, "lookalike ")) == 16 and len(captions(at, "nearest to ")) == 16
@@ -131,7 +133,7 @@ def test_page_milky_way_lookalike_sliders_do_not_rerank_the_catalogue(checkpoint
     at.slider(key="samples").set_value(8).run()
     assert_ok(at)
     assert len(calls) == 1 and ranking(at) == first
-    at.toggle(key="framing").set_value(False).run()  # another query: ranked afresh
+    at.toggle(key="framing").set_value(True).run()  # another query: ranked afresh
     assert len(calls) == 2
 
 
@@ -160,7 +162,7 @@ def test_page_milky_way_lookalikes_are_the_library_samples(at, checkpoint_dir, s
     at.run()
     session = app.Session((str(sample_path), app.stamp(sample_path), False),
                           (str(checkpoint_dir / VAE), app.stamp(checkpoint_dir / VAE)))
-    query = prepare_upload(milky_way_path, framing="auto", target_fraction=session.target_extent).stored
+    query = prepare_upload(milky_way_path, sky=session.sky_level).stored
     looks = mw.sample_lookalikes(session.catalogue, query, 4, 1.5, 0)
 
     def script(images, caps):
@@ -184,16 +186,18 @@ def test_page_milky_way_on_an_upload(at):
 
 
 def test_page_milky_way_framing_recovers_a_padded_catalogue_galaxy(at, sample):
-    """The galaxy of typical size, padded into a black frame 3x wider, is its own nearest pixel match
-    with automatic framing, and is lost without it."""
+    """A galaxy of typical size (and the catalogue's own sky level, so that matching the sky leaves
+    it as it is), padded into a black frame 3x wider, is its own nearest pixel match once automatic
+    framing is switched on, and is lost without it (the default)."""
     extents = measure_extents(sample.images)
-    row = int(np.argmin(np.abs(extents - catalogue_extent(sample.images))))
+    typical_sky = np.abs(border_sky(sample.images) - np.array(CATALOGUE_SKY)).max(axis=1) < 0.5
+    row = int(np.argmin(np.where(typical_sky, np.abs(extents - catalogue_extent(sample.images)), np.inf)))
     at.file_uploader(key="mw_upload").set_value(("padded.png", padded_png(sample.images[row]), "image/png")).run()
     assert_ok(at)
-    assert ranking(at)["pixels"][0] == sample.ids[row]
-    at.toggle(key="framing").set_value(False).run()
     assert ranking(at)["pixels"][0] != sample.ids[row]
     assert len(captions(at, "Framing off")) == 1
+    at.toggle(key="framing").set_value(True).run()
+    assert ranking(at)["pixels"][0] == sample.ids[row]
 
 
 def test_page_milky_way_a_link_reproduces_the_view(checkpoint_dir, sample_path):

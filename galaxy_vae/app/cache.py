@@ -13,15 +13,18 @@ import streamlit as st
 
 from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace, Similarity
 from galaxy_vae.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
+from galaxy_vae.configs import SIMILARITY_NAMES
 from galaxy_vae.data import CROP, GalaxyData, model_view
 from galaxy_vae.extent import catalogue_extent
 from galaxy_vae.generate import latent_grid_points, map_extent, real_grid_rows
 from galaxy_vae.hdf5 import open_for_search
-from galaxy_vae.lookalikes import SIMILARITY_NAMES, Ranking, make_similarity, rank_all
-from galaxy_vae.paths import dense_ae_checkpoint, encoder_checkpoint
+from galaxy_vae.lookalikes import Ranking, make_similarity, rank_all, similarity_files
+from galaxy_vae.paths import frames_dir
 from galaxy_vae.quality import ClassExamples, head_confusion, validation_examples
 from galaxy_vae.quality import quality_table as _quality_rows
+from galaxy_vae.quality import robustness_table as robustness_rows
 from galaxy_vae.raster import data_uri, display_scale, png_bytes, raster_map, tile, upscale
+from galaxy_vae.sky import catalogue_sky
 
 BACKGROUND_GRID = 24  # decoded galaxies per side behind the latent map
 
@@ -69,6 +72,11 @@ def _ranking(data_key: tuple, spaces: tuple, query_sha1: str, _query: np.ndarray
 @st.cache_resource(max_entries=4)
 def _target_extent(data_key: tuple) -> float:
     return catalogue_extent(_load_data(*data_key).images)
+
+
+@st.cache_resource(max_entries=4)
+def _sky_level(data_key: tuple) -> tuple[float, float, float]:
+    return tuple(float(v) for v in catalogue_sky(_load_data(*data_key).images))
 
 
 @st.cache_resource(show_spinner="Decoding a grid of galaxies…", max_entries=16)
@@ -144,11 +152,8 @@ class Session:
     @property
     def spaces(self) -> tuple[tuple[str, tuple | None], ...]:
         """(similarity key, the checkpoint whose space it searches (None: pixels)) for every
-        similarity on offer, in the order of lookalikes.SIMILARITY_NAMES: from the files present,
-        without building anything."""
-        files = {"encoder": _key(encoder_checkpoint()), "latent": self.ckpt_key,
-                 "dense_ae": _key(self.dense_checkpoint()), "invariant": self.ckpt_key}
-        return tuple((k, files.get(k)) for k in SIMILARITY_NAMES if k == "pixels" or files.get(k))
+        similarity on offer (:func:`lookalikes.similarity_files`), without building anything."""
+        return tuple((key, _key(path)) for key, path in similarity_files(Path(self.ckpt_key[0])).items())
 
     def similarity_names(self) -> list[str]:
         return [SIMILARITY_NAMES[key] for key, _ in self.spaces]
@@ -169,11 +174,6 @@ class Session:
         query, so moving the lookalikes' sliders does not re-rank it."""
         query = np.ascontiguousarray(query)
         return _ranking(self.data_key, self.spaces, hashlib.sha1(query.tobytes()).hexdigest(), query)
-
-    def dense_checkpoint(self) -> Path | None:
-        """The seed's 64-D autoencoder when it exists and is not already the selected model."""
-        path = dense_ae_checkpoint()
-        return path if path and path.resolve() != Path(self.ckpt_key[0]).resolve() else None
 
     def manifold(self, n: int) -> tuple[np.ndarray, tuple, bytes]:
         """Decoded n x n grid over the map: (mosaic uint8, extent (x0, x1, y0, y1), PNG as displayed)."""
@@ -197,10 +197,24 @@ class Session:
         """How much of its frame a catalogue galaxy fills (framing target for uploads)."""
         return _target_extent(self.data_key)
 
+    @property
+    def sky_level(self) -> tuple[float, float, float]:
+        """The catalogue's typical sky (R, G, B): uploads' sky is matched to it."""
+        return _sky_level(self.data_key)
+
     def quality_table(self) -> tuple[list[dict], list[str]]:
         """(rows, problems) of :func:`quality.quality_table` for every checkpoint in the checkpoints
         folder on this dataset; recomputed only when a file changes."""
         return _quality_table(self.data_key, tuple((str(p), stamp(p)) for p in list_checkpoints()))
+
+    def robustness_table(self, measure: bool) -> tuple[list[dict], list[str]] | None:
+        """(rows, problems) of :func:`quality.robustness_table` for every checkpoint on this dataset,
+        measured when ``measure`` (then kept per file stamps); None while not yet measured."""
+        frames = frames_dir()
+        key = (self.data_key, tuple((str(p), stamp(p)) for p in list_checkpoints()), str(frames) if frames else None)
+        if measure:
+            _MEASURED.add(key)
+        return _robustness_table(*key) if key in _MEASURED else None
 
     def validation_examples(self, per_class: int = 3) -> list[ClassExamples]:
         """A few held-out galaxies per class beside this checkpoint's reconstructions."""
@@ -216,6 +230,16 @@ class Session:
 @st.cache_data(show_spinner="Evaluating every checkpoint on its held-out galaxies…", max_entries=4)
 def _quality_table(data_key: tuple, ckpt_keys: tuple) -> tuple[list[dict], list[str]]:
     return _quality_rows([_load_checkpoint(*k) for k in ckpt_keys], _load_data(*data_key))
+
+
+_MEASURED: set[tuple] = set()  # robustness tables someone asked for on this server (cached below)
+
+
+@st.cache_data(show_spinner="Re-cutting held-out galaxies from their raw frames and scoring every checkpoint "
+                            "(about a minute, once per dataset)…", max_entries=4)
+def _robustness_table(data_key: tuple, ckpt_keys: tuple, frames: str | None) -> tuple[list[dict], list[str]]:
+    return robustness_rows([_load_checkpoint(*k) for k in ckpt_keys], _load_data(*data_key),
+                           Path(frames) if frames else None)
 
 
 @st.cache_resource(show_spinner="Reconstructing held-out galaxies…", max_entries=8)

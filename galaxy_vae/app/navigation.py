@@ -41,7 +41,7 @@ def sidebar() -> None:
     shares them. Missing or broken files stop the run with how to fix it."""
     folder, ckpt_folder = data_dir(), checkpoint_dir()
     datasets = sorted(folder.glob("*.h5")) + sorted(folder.glob("*.hdf5"))
-    checkpoints = list_checkpoints(ckpt_folder)
+    checkpoints = list_checkpoints(ckpt_folder, generative=True)
     for found, what, where, fix in ((datasets, "dataset", folder, HOW_TO_GET_DATA),
                                     (checkpoints, "checkpoint", ckpt_folder, HOW_TO_GET_CHECKPOINT)):
         if not found:

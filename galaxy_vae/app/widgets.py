@@ -57,36 +57,42 @@ def catalogue_gallery(session: Session, rows: Sequence[int], captions: Sequence[
     gallery([session.thumbnail_png(r, scale) for r in rows], captions, columns)
 
 
-def upload(label: str, key: str, session: Session, framing: bool = True, on_change=None) -> PreparedImage | None:
-    """A galaxy picture from the user, prepared like the catalogue; errors shown, never raised."""
+def upload(label: str, key: str, session: Session, framing: bool = False, on_change=None) -> PreparedImage | None:
+    """A galaxy picture from the user, prepared like the catalogue (sky matched to the catalogue's,
+    framed too when ``framing``); errors shown, never raised."""
     file = st.file_uploader(label, type=UPLOAD_EXTENSIONS, key=key, on_change=on_change)
     if file is None:
         return None
     try:
-        return _prepared_upload(file.file_id, session.target_extent if framing else None, file)
+        return _prepared_upload(file.file_id, session.target_extent if framing else None, session.sky_level, file)
     except GalaxyVAEError as exc:
         st.error(error_text(exc))
         return None
 
 
+def _prepare(source, target: float | None, sky: tuple) -> PreparedImage:
+    return prepare_upload(source, framing="none" if target is None else "auto", target_fraction=target, sky=sky)
+
+
 @st.cache_resource(show_spinner="Preparing your picture…", max_entries=8)
-def _prepared_upload(file_id: str, target: float | None, _file) -> PreparedImage:
-    """An upload prepared once per file and framing target, not on every rerun (a large photo takes
-    most of a second). The file object itself is passed, so messages name the file."""
+def _prepared_upload(file_id: str, target: float | None, sky: tuple, _file) -> PreparedImage:
+    """An upload prepared once per file, framing target and sky level, not on every rerun (a large
+    photo takes most of a second). The file object itself is passed, so messages name the file."""
     _file.seek(0)
-    return prepare_upload(_file, framing="none" if target is None else "auto", target_fraction=target)
+    return _prepare(_file, target, sky)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _prepared_file(path: str, stamp: tuple, target: float | None) -> PreparedImage:
-    return prepare_upload(path, framing="none" if target is None else "auto", target_fraction=target)
+def _prepared_file(path: str, stamp: tuple, target: float | None, sky: tuple) -> PreparedImage:
+    return _prepare(path, target, sky)
 
 
-def prepared_file(path: Path, session: Session, framing: bool = True) -> PreparedImage | None:
+def prepared_file(path: Path, session: Session, framing: bool = False) -> PreparedImage | None:
     """A picture on disk (the Milky Way) prepared as :func:`upload` prepares one, cached by path and
     stamp (its stored cutout is read-only); errors shown, never raised."""
     try:
-        return _prepared_file(str(path), stamp(Path(path)), session.target_extent if framing else None)
+        return _prepared_file(str(path), stamp(Path(path)), session.target_extent if framing else None,
+                              session.sky_level)
     except GalaxyVAEError as exc:
         st.error(error_text(exc))
         return None
