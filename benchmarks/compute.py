@@ -170,6 +170,17 @@ def measure_search(cat: Catalogue, n_queries: int, n_invariant: int, seed: int =
             "knn_invariant_encode_views_ms_p50": p50(views), "knn_method": cat.index.method}
 
 
+def measure_upload_search(encoder: Checkpoint, data: GalaxyData, n_queries: int, seed: int = 2) -> dict:
+    """What an upload costs under the default similarity: the galaxy encoder embeds the prepared
+    cutout and finds its k nearest among every galaxy of ``data`` (the map page's look-up, without
+    the picture's decoding and preparation, which the memory tests cover)."""
+    cat = Catalogue(data, ModelSpace(encoder))
+    rows = np.random.default_rng(seed).choice(len(data), size=n_queries, replace=False)
+    ms = time_calls(lambda r: cat.query_images(data.images[r], K), list(rows))
+    return {"encoder_upload_search_ms_p50": p50(ms), "encoder_upload_search_ms_p95": p95(ms),
+            "encoder_dim": int(cat.vectors.shape[1]), "encoder_rows": len(data)}
+
+
 def measure_million(latents: np.ndarray, n_queries: int, n_recall: int, seed: int = 4) -> dict:
     """The index the app would build over 1,000,000 latents like these: build, query, recall@10."""
     big = drawn_like(latents, MILLION, seed)
