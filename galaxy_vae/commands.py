@@ -78,8 +78,8 @@ def cmd_fetch(args) -> int:
 def _prepare_pictures(paths, data, args) -> tuple[list, list[str]]:
     """Every picture prepared as the app prepares an upload (--framing, --keep-sky): (cutouts,
     error messages naming the files). All are read before any work, so one bad file costs nothing."""
+    from galaxy_vae.cutouts import prepare_upload
     from galaxy_vae.extent import catalogue_extent
-    from galaxy_vae.images import prepare_upload
     from galaxy_vae.sky import catalogue_sky
 
     target = catalogue_extent(data.images) if args.framing == "auto" else None

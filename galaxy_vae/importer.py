@@ -1,6 +1,6 @@
 """Import a folder of galaxy cutouts plus an ``id,label`` CSV into a Galaxy10-layout HDF5 file.
 
-Each picture gets the Galaxy10 recipe (:func:`galaxy_vae.images.galaxy10_cutout`). Ids come
+Each picture gets the Galaxy10 recipe (:func:`galaxy_vae.cutouts.galaxy10_cutout`). Ids come
 from file names (``588848901537202306.jpeg`` -> ``588848901537202306``). Files that cannot be
 decoded, or that have no label, are reported by name and skipped; the output is written to a
 temporary file and renamed into place, so a failure never leaves a half-written dataset.
@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from galaxy_vae.cutouts import galaxy10_cutout, square_cutout
 from galaxy_vae.errors import DataError, GalaxyVAEError
 from galaxy_vae.hdf5 import write_dataset
-from galaxy_vae.images import STORED_SIZE, decode_image, galaxy10_cutout, square_cutout
+from galaxy_vae.images import STORED_SIZE, decode_image
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Queries are the validation galaxies re-cut from their raw 423 px frames as a user's own cutout
 might be, at the frame's own resolution, then prepared exactly as the app prepares an upload
-(:func:`galaxy_vae.images.cutout_of`):
+(:func:`galaxy_vae.cutouts.cutout_of`):
 
     standard   the catalogue's field of view (207 px of the 424 px Galaxy Zoo frame)
     fov_F      the central F px instead, F in 50, 100, 150, 300, 423 (zoomed in to out)
@@ -28,11 +28,11 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from galaxy_vae.cutouts import cutout_of
 from galaxy_vae.data import CROP, GalaxyData, stratified_split
 from galaxy_vae.embed import encode_images
 from galaxy_vae.evaluate import K, precision_of
 from galaxy_vae.frames import RAW, frames_present, read_frame
-from galaxy_vae.images import cutout_of
 from galaxy_vae.search import knn, pixel_features
 from galaxy_vae.sky import catalogue_sky
 

@@ -22,8 +22,8 @@ from galaxy_vae import cli
 from galaxy_vae import lookalikes as mw
 from galaxy_vae.catalogue import Catalogue, ModelSpace
 from galaxy_vae.checkpoints import load_checkpoint, save_checkpoint
+from galaxy_vae.cutouts import prepare_upload
 from galaxy_vae.hdf5 import open_dataset, write_dataset
-from galaxy_vae.images import prepare_upload
 from galaxy_vae.models import build_model
 from galaxy_vae.raster import grid_png
 from galaxy_vae.sky import catalogue_sky

@@ -11,10 +11,11 @@ from conftest import SAMPLE_DIR
 from PIL import Image
 
 from galaxy_vae import extent
+from galaxy_vae.cutouts import GZ_CROP_FRACTION, galaxy10_cutout, prepare_upload, square_cutout
 from galaxy_vae.data import model_view
 from galaxy_vae.extent import CATALOGUE_EXTENT, catalogue_extent, measure_extent, measure_extents
 from galaxy_vae.framing import CANVAS_SIDE, frame_to
-from galaxy_vae.images import GZ_CROP_FRACTION, decode_image, galaxy10_cutout, prepare_upload, square_cutout
+from galaxy_vae.images import decode_image
 
 PAD = 3  # padded test frames are 3x the cutout: the galaxy then covers a third of its extent
 

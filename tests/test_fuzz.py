@@ -23,9 +23,9 @@ from PIL import Image
 from uploads import galaxy_image, galaxy_jpeg
 
 from galaxy_vae.checkpoints import load_checkpoint, save_checkpoint
+from galaxy_vae.cutouts import PreparedImage, prepare_upload
 from galaxy_vae.errors import CheckpointError, DataError, ImageError
 from galaxy_vae.hdf5 import describe, open_dataset
-from galaxy_vae.images import PreparedImage, prepare_upload
 from galaxy_vae.models import build_model
 
 EXAMPLES = int(os.environ.get("GALAXY_VAE_FUZZ_EXAMPLES", "200"))

@@ -15,19 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from galaxy_vae.cutouts import DISPLAY_SIDE, prepare_upload, square_cutout
 from galaxy_vae.errors import ImageError
 from galaxy_vae.extent import CATALOGUE_EXTENT
 from galaxy_vae.framing import frame_to
-from galaxy_vae.images import (
-    DISPLAY_SIDE,
-    MAX_PIXELS,
-    MIN_SIDE,
-    STORED_SIZE,
-    decode_image,
-    prepare_upload,
-    read_image,
-    square_cutout,
-)
+from galaxy_vae.images import MAX_PIXELS, MIN_SIDE, STORED_SIZE, decode_image, read_image
 
 
 def encode(img: Image.Image, fmt: str, **params) -> bytes:

@@ -14,9 +14,10 @@ import pytest
 from conftest import SAMPLE_DIR
 
 from galaxy_vae.cli import main
+from galaxy_vae.cutouts import galaxy10_cutout
 from galaxy_vae.errors import DataError
 from galaxy_vae.hdf5 import open_dataset
-from galaxy_vae.images import decode_image, galaxy10_cutout
+from galaxy_vae.images import decode_image
 from galaxy_vae.importer import import_folder, read_labels
 
 # Real sample galaxies (objID: Galaxy Zoo 1 class): two ellipticals, a clockwise spiral, an edge-on.

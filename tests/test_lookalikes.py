@@ -21,9 +21,9 @@ from galaxy_vae import raster
 from galaxy_vae.captions import describe_answer
 from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
 from galaxy_vae.checkpoints import Checkpoint, load_checkpoint
+from galaxy_vae.cutouts import prepare_upload
 from galaxy_vae.errors import CheckpointError
 from galaxy_vae.extent import catalogue_extent, measure_extents
-from galaxy_vae.images import prepare_upload
 from galaxy_vae.models import build_model
 from galaxy_vae.paths import default_checkpoint, dense_ae_checkpoint
 from galaxy_vae.search import knn

@@ -19,7 +19,7 @@ import gc, io, json, sys
 import numpy as np
 from PIL import Image, ImageDraw
 from galaxy_vae.errors import ImageError
-from galaxy_vae.images import prepare_upload
+from galaxy_vae.cutouts import prepare_upload
 
 def status(key):
     return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(key))

@@ -24,8 +24,8 @@ from galaxy_vae import lookalikes as mw
 from galaxy_vae.app import cache as app_cache
 from galaxy_vae.captions import lookalike_captions
 from galaxy_vae.checkpoints import list_checkpoints, save_checkpoint
+from galaxy_vae.cutouts import prepare_upload
 from galaxy_vae.extent import catalogue_extent, measure_extents
-from galaxy_vae.images import prepare_upload
 from galaxy_vae.models import build_model
 from galaxy_vae.paths import CHECKPOINTS_ENV, DEFAULT_CHECKPOINT_NAME, DENSE_AE_NAME, MILKY_WAY_ENV
 from galaxy_vae.sky import CATALOGUE_SKY, border_sky

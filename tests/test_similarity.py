@@ -16,8 +16,8 @@ from galaxy_vae import app
 from galaxy_vae.catalogue import Catalogue, ModelSpace
 from galaxy_vae.checkpoints import list_checkpoints, load_checkpoint
 from galaxy_vae.configs import SIMILARITY_NAMES
+from galaxy_vae.cutouts import prepare_upload
 from galaxy_vae.data import stratified_split
-from galaxy_vae.images import prepare_upload
 from galaxy_vae.paths import default_checkpoint, encoder_checkpoint
 from galaxy_vae.robustness import query_cutouts
 from galaxy_vae.sky import catalogue_sky

@@ -17,9 +17,10 @@ from galaxy_vae import selection
 from galaxy_vae.app.cache import Session, stamp
 from galaxy_vae.captions import error_text, galaxy_caption, join_notes, neighbour_captions, outlier_message
 from galaxy_vae.catalogue import Catalogue, Query
+from galaxy_vae.cutouts import PreparedImage, prepare_upload
 from galaxy_vae.data import model_view
 from galaxy_vae.errors import GalaxyVAEError
-from galaxy_vae.images import UPLOAD_EXTENSIONS, PreparedImage, prepare_upload
+from galaxy_vae.images import UPLOAD_EXTENSIONS
 from galaxy_vae.raster import display_scale, png_bytes, upscale
 from galaxy_vae.search import neighbour_table
 
