@@ -20,8 +20,8 @@ def _on_select() -> None:
     """A box or lasso selects a region (kept in the URL); a click on a galaxy makes it the query."""
     event = state["map"].selection
     shape, rows = selection.from_plotly(event), selected_rows(event)
-    if shape is not None:
-        state.map_query, state.map_shape = "selection", shape
+    if shape is not None:  # Plotly draws the shape itself: an outline would only redraw the map
+        state.map_query, state.map_shape, state.map_shape_drawn = "selection", shape, True
     elif rows:
         state.map_query, state.galaxy = "galaxy", str(data.ids[rows[0]])
 
@@ -39,6 +39,7 @@ cat, sim, data = session.catalogue, session.similarity, session.data
 if "map_query" not in state:  # what the user chose last; a shared link's own choice comes first
     linked = selection.parse(st.query_params.get("select"))
     state.map_query, state.map_shape = ("selection", linked) if linked else ("galaxy", None)
+    state.map_shape_drawn = False
 st.title("Latent map")
 st.caption(f"Each point is a galaxy placed by the model's latent mean; neighbours are found by the {sim.name} "
            "similarity and ringed wherever they lie. Click a galaxy, find one by id, draw a box or lasso (the map's "
@@ -75,7 +76,8 @@ if choice != "selection":
 fig = latent_map(cat.map_xy, data.labels, data.class_names, data.ids, query=xy,
                  neighbours=None if neighbours is None else neighbours.indices[0],
                  background=session.map_background(background == "real") if background != "none" else None,
-                 axis_names=cat.axis_names, outline=None if shape is None else shape.vertices())
+                 axis_names=cat.axis_names,
+                 outline=None if shape is None or state.get("map_shape_drawn") else shape.vertices())
 st.plotly_chart(fig, key="map", on_select=_on_select, selection_mode=("points", "box", "lasso"))
 
 if rows is not None:

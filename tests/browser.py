@@ -304,6 +304,16 @@ def click_map(page, x: float, y: float, timeout_s: float = 10) -> list[dict]:
     return page.evaluate("() => window.__mapClicks[0]")
 
 
+def draw_box(page, x0: float, y0: float, x1: float, y1: float) -> None:
+    """Pick the map toolbar's box select, as a user does, and drag a rectangle (page pixels)."""
+    page.locator('.modebar-btn[data-val="select"]').first.click()
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=6)
+    page.mouse.move(x1, y1, steps=6)
+    page.mouse.up()
+
+
 def map_markers(page) -> dict[str, list[list[float]]]:
     """The highlight traces now drawn on the map: {"query": [[x, y]], "neighbours": [[x, y], ...]}."""
     return page.evaluate("""(sel) => { const out = {};

@@ -215,14 +215,6 @@ def test_browser_markup_in_a_file_name_or_its_content_makes_the_browser_fetch_no
     assert not asked, asked
 
 
-def _drag(page, x0: float, y0: float, x1: float, y1: float) -> None:
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=6)
-    page.mouse.move(x1, y1, steps=6)
-    page.mouse.up()
-
-
 def test_browser_a_box_drawn_on_the_map_selects_exactly_the_galaxies_inside_it(browser, app, sample_path):
     """Dragging on the map draws a box; the page lists the galaxies whose points lie inside the
     rectangle on screen: their count, the first page of the gallery, and the link that restores it."""
@@ -232,8 +224,7 @@ def test_browser_a_box_drawn_on_the_map_selects_exactly_the_galaxies_inside_it(b
     xs, ys = sorted(p.x for p in points), sorted(p.y for p in points)
     x0, x1 = xs[len(xs) // 3], xs[2 * len(xs) // 3]
     y0, y1 = ys[len(ys) // 3], ys[2 * len(ys) // 3]
-    page.locator('.modebar-btn[data-val="select"]').first.click()  # the toolbar's box select, as a user picks it
-    _drag(page, x0, y0, x1, y1)
+    bh.draw_box(page, x0, y0, x1, y1)
     page.wait_for_function("() => location.search.includes('select=box')", timeout=CLICK_TIMEOUT_S * 1e3)
     page.wait_for_selector('h3:has-text("galaxies in the selection")', timeout=CLICK_TIMEOUT_S * 1e3)
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stImageCaption\"]').length >= 24",
