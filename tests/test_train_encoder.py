@@ -80,3 +80,28 @@ def test_training_without_the_frames_says_where_to_find_them(small_sample_path, 
     assert done.returncode == 2
     assert "raw frames" in done.stderr and "--frames" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_the_encoder_moves_every_inputs_sky_as_uploads_are_moved(sample):
+    """The encoder's own sky matching equals galaxy_vae.sky.match_sky on real galaxies to 1 DN
+    (match_sky rounds to uint8 and averages the two middle values of an even ring), so a catalogue
+    galaxy and an upload meet on one sky; and a galaxy under a brighter sky embeds where it does
+    under its own."""
+    from galaxy_vae.data import model_view
+    from galaxy_vae.models import build_model
+    from galaxy_vae.sky import border_sky, match_sky
+
+    torch.manual_seed(0)
+    model = build_model("similarity", {}).eval()
+    images = model_view(sample.images[::400])  # (17, 64, 64, 3) uint8
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    matched = model.match_sky(x).permute(0, 2, 3, 1).numpy() * 255
+    expected = np.stack([match_sky(im, model.config.sky) for im in images]).astype(np.float64)
+    assert np.abs(matched - expected).max() <= 1 + 1e-4
+    assert np.allclose(border_sky(matched), model.config.sky, atol=1)
+    brighter = (x + 12 / 255).clamp(0, 1)  # a uniform sky offset, no clipping at these levels
+    with torch.inference_mode():
+        moved = (model.encode(brighter) - model.encode(x)).abs().max()
+        model.config.sky = None  # without it the same offset moves the embedding (an untrained one a little)
+        unmatched = (model.encode(brighter) - model.encode(x)).abs().max()
+    assert moved < 1e-4 and unmatched > 10 * moved, (moved, unmatched)
