@@ -43,7 +43,10 @@ class ModelSpace:
 
     @property
     def label(self) -> str:
-        return f"{type(self.checkpoint.model).__name__} latent ({self.checkpoint.model.latent_dim}-D)"
+        dim = self.checkpoint.model.latent_dim
+        if self.checkpoint.name == "similarity":  # it has no latent to decode: an embedding only
+            return f"galaxy encoder embedding ({dim}-D)"
+        return f"{type(self.checkpoint.model).__name__} latent ({dim}-D)"
 
     def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         return encode_images(self.checkpoint.model, images, progress=progress)

@@ -45,8 +45,8 @@ class AugmentConfig:
     """How far a training view of a galaxy may differ from its catalogue cut (similarity encoder):
     the ways an upload differs from the catalogue. Every range is sampled per view."""
 
-    fov_min: float = setting(0.5, "smallest field of view, times the catalogue's (log-uniform; cut from the raw frame)")
-    fov_max: float = setting(2.0, "largest field of view, times the catalogue's")
+    fov_min: float = setting(0.25, "smallest field of view, x the catalogue's (log-uniform, cut from the raw frame)")
+    fov_max: float = setting(2.4, "largest field of view, times the catalogue's")
     rotate: bool = setting(True, "free rotation by any angle")
     flip: float = setting(0.5, "probability of a mirror image")
     shift: float = setting(4.0, "largest shift of the centre, output px")
@@ -63,8 +63,9 @@ class AugmentConfig:
 # The seed models as they were trained: plain losses, no augmentation.
 SEED_DEFAULTS = dict(epochs=30, lr=1e-3, warmup=0.0, weight_decay=0.0, class_weight=1.0,
                      class_balance=0.0, augment=False)
-# The similarity encoder: two augmented views of 256 galaxies per step, a light cosine head.
-ENCODER_DEFAULTS = dict(epochs=45, batch_size=256, weight_decay=5e-4, class_weight=0.5)
+# The similarity encoder (the shipped one's settings, checkpoints/README.md): two augmented views of
+# 256 galaxies per step, a light cosine head, the instance term as strong as the supervised one.
+ENCODER_DEFAULTS = dict(epochs=100, batch_size=256, weight_decay=5e-4, class_weight=0.5, instance_weight=1.0)
 MODEL_DEFAULTS: dict[str, dict] = {"dense_ae": SEED_DEFAULTS, "conv_vae": SEED_DEFAULTS,
                                    "similarity": ENCODER_DEFAULTS}
 

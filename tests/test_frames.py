@@ -97,7 +97,8 @@ def test_augmented_views_are_seeded_and_in_range(renderer):
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.shape == (len(rows), 3, 64, 64) and a.min() >= 0 and a.max() <= 1
     assert torch.equal(torch.round(a * 255), a * 255)  # 8-bit values, as an upload's
-    assert pa["fov"].min() >= 0.5 and pa["fov"].max() <= 2.0
+    cfg = AugmentConfig()
+    assert pa["fov"].min() >= cfg.fov_min and pa["fov"].max() <= cfg.fov_max
 
 
 def test_sky_offset_and_gain_change_the_picture_as_asked():
