@@ -265,6 +265,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_embed(args) -> int:
+    if args.out is None:
+        return _embed_catalogues(args)
     import numpy as np
 
     from galaxy_vae.checkpoints import dataset_for, load_checkpoint
@@ -289,4 +291,30 @@ def cmd_embed(args) -> int:
             for gid, label, row in zip(data.ids, data.labels, z):
                 w.writerow([gid, data.class_names[label], *[f"{v:.6g}" for v in row]])
     print(f"wrote {len(z)} latents of dimension {z.shape[1]} ({ckpt.name}) to {args.out}")
+    return 0
+
+
+def _embed_catalogues(args) -> int:
+    """``embed`` without --out: the persisted catalogue of every similarity the app offers with the
+    checkpoint (its latent, the galaxy encoder, the 64-D autoencoder; pixels with --pixels), as
+    the app opens it, so a server starts by reading instead of encoding."""
+    import time
+
+    from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
+    from galaxy_vae.checkpoints import load_checkpoint
+    from galaxy_vae.hdf5 import open_for_search
+    from galaxy_vae.lookalikes import similarity_files
+    from galaxy_vae.paths import default_checkpoint
+
+    data = open_for_search(args.data, challenge=not args.all_classes)
+    files = {p for key, p in similarity_files(args.checkpoint or default_checkpoint()).items() if p is not None}
+    spaces = [ModelSpace(load_checkpoint(p)) for p in sorted(files)] + ([PixelSpace()] if args.pixels else [])
+    for space in spaces:
+        start = time.perf_counter()
+        cat = Catalogue.open(data, space, progress=True)
+        cat.persist_all(progress=True)
+        where = cat.store.folder if cat.store else "nowhere (the dataset's folder cannot be written)"
+        state = "rebuilt" if cat.store and cat.store.rebuilt else "checked and completed"
+        print(f"{space.label}: {len(cat):,} galaxies, {state} in {time.perf_counter() - start:.1f} s "
+              f"({cat.index.method} index) -> {where}")
     return 0

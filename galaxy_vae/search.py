@@ -8,9 +8,17 @@ its pixels) and answers exact k-nearest queries. It picks its structure from the
     otherwise (64-D AE latent, 12,288-D pixels)  ->  brute force: one BLAS product per block of
                                                       queries, then an exact re-rank of the best
 
+    d > KDTREE_MAX_DIM, d <= ANN_MAX_DIM and         ->  faiss inverted file (IVF, exact vectors in
+    N >= ANN_MIN_ROWS (a 64-D embedding at survey        ANN_NLIST cells, ANN_NPROBE searched), then
+    scale)                                               the same exact re-rank of its candidates
+
 A KD-tree prunes well only in a few dimensions; beyond ~16 it visits most leaves and a matrix
-product over all rows is faster. For high-dimensional spaces at a million rows an approximate
-index (e.g. faiss IVF/HNSW) would be the next step; the app's default 2-D latent never needs one.
+product over all rows is faster -- until the rows number hundreds of thousands, where one product
+costs tens of milliseconds. There an approximate index proposes ``k + RERANK_MARGIN`` candidates
+and the distances returned are still exact (re-ranked in float64 from the vectors themselves); only
+a true neighbour the index missed can be absent (recall@10 measured >= 0.95 at 1,000,000 rows by
+``python -m benchmarks``, which also says why IVF was chosen over HNSW on this machine). Small
+catalogues and the 2-D latent stay exact.
 
 The rotation/flip-invariant query (:meth:`NeighbourIndex.query_views`) takes the latents of the 8
 dihedral views of each query (the caller encodes them) and ranks each galaxy by its best distance
@@ -19,9 +27,11 @@ over the views.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -35,6 +45,16 @@ KDTREE_MAX_DIM = 16  # above this a KD-tree degrades towards visiting every leaf
 KDTREE_MIN_ROWS = 256  # below this a matrix product is as fast and needs no build
 RERANK_MARGIN = 32  # extra brute-force candidates re-ranked exactly (float32 rounding can swap near ties)
 BLOCK_ELEMENTS = 1 << 23  # distance-matrix entries per block (64 MB in float64)
+ANN_MIN_ROWS = 100_000  # below this a brute-force query costs a few ms: stay exact
+ANN_MAX_DIM = 1024  # an embedding, not raw pixels
+ANN_METHODS = ("ivf", "hnsw")
+ANN_DEFAULT = "ivf"  # chosen by measurement (benchmarks/README.md): builds in seconds, not minutes
+IVF_ROWS_PER_CELL = 256  # cells: N / this, rounded to a power of two (at most 8,192)
+IVF_NPROBE = 24  # cells searched per query
+IVF_TRAIN_PER_CELL = 40  # k-means trained on this many rows per cell (faiss's own minimum is 39)
+HNSW_M = 32  # links per node
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 96
 
 
 @lru_cache(maxsize=1)
@@ -100,7 +120,7 @@ class NeighbourIndex:
     "kdtree" or "brute" (see the module docstring for the rule).
     """
 
-    def __init__(self, vectors: np.ndarray, method: str | None = None):
+    def __init__(self, vectors: np.ndarray, method: str | None = None, saved: Path | None = None):
         vectors = np.asarray(vectors)
         if vectors.ndim != 2 or len(vectors) == 0:
             raise ValueError(f"NeighbourIndex needs a non-empty (N, d) array, got shape {vectors.shape}")
@@ -108,10 +128,9 @@ class NeighbourIndex:
             vectors = vectors.astype(np.float64)
         self.n, self.dim = vectors.shape
         if method is None:
-            small_dim = self.dim <= KDTREE_MAX_DIM and self.n >= KDTREE_MIN_ROWS
-            method = "kdtree" if small_dim else "brute"
-        assert method in ("kdtree", "brute"), method
-        self.method = method
+            method = choose_method(self.n, self.dim)
+        assert method in ("kdtree", "brute", *ANN_METHODS), method
+        self.method, self.saved_path, self._ann = method, None, None
         if method == "kdtree":
             # balanced_tree=False (sliding midpoint) builds ~3x faster at 1M rows, same query speed
             self._tree = cKDTree(vectors, balanced_tree=False)
@@ -120,7 +139,30 @@ class NeighbourIndex:
             # and the best candidates are re-ranked in float64.
             self._base = np.ascontiguousarray(vectors)
             self._base_sq = np.einsum("nd,nd->n", self._base, self._base)
+        if method in ANN_METHODS:
+            self._ann = _load_ann(saved, self.n, self.dim) if saved is not None else None
+            if self._ann is not None:
+                self.saved_path = saved
+            else:
+                self._ann = build_ann(self._base, method)
         log.debug("NeighbourIndex(%d x %d) using %s", self.n, self.dim, method)
+
+    @property
+    def savable(self) -> bool:
+        """Whether this index has a structure worth writing to disk (the approximate ones)."""
+        return self._ann is not None
+
+    def save(self, path: Path) -> None:
+        """Write the approximate index to ``path`` (faiss's own format)."""
+        import faiss
+
+        faiss.write_index(self._ann, str(path))
+
+    def ann_bytes(self) -> int:
+        """Size of the approximate index as serialised (its memory, give or take)."""
+        import faiss
+
+        return int(faiss.serialize_index(self._ann).size) if self._ann is not None else 0
 
     def __len__(self) -> int:
         return self.n
@@ -139,6 +181,8 @@ class NeighbourIndex:
             dist, idx = self._tree.query(z, k=k)
             dist, idx = dist.reshape(len(z), k), idx.reshape(len(z), k).astype(np.int64)
             return Neighbours(*_sort_rows(dist, idx, k))  # ties in index order, like knn
+        if self._ann is not None:
+            return Neighbours(*self._approximate(z[:, None, :], k))
         return Neighbours(*self._brute(z[:, None, :], k))
 
     def query_views(self, view_latents: np.ndarray, k: int = 12) -> Neighbours:
@@ -156,6 +200,8 @@ class NeighbourIndex:
             raise ValueError(f"view latents must be (V, d) or (Q, V, d), got shape {z.shape}")
         k = max(1, min(int(k), self.n))
         n_q, n_v = z.shape[:2]
+        if self._ann is not None:
+            return Neighbours(*self._approximate(z, k))
         if self.method == "brute":
             return Neighbours(*self._brute(z, k))
         dist, idx = self._tree.query(z.reshape(n_q * n_v, self.dim), k=k)
@@ -194,6 +240,22 @@ class NeighbourIndex:
             out_d[start:start + len(q)], out_i[start:start + len(q)] = _sort_rows(exact, cand, k)
         return out_d, out_i
 
+    def _approximate(self, z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top k for (Q, V, d) queries from the approximate index's candidates (the union over the
+        views of each view's k + RERANK_MARGIN), re-ranked exactly."""
+        n_q, n_v = z.shape[:2]
+        m = min(self.n, k + RERANK_MARGIN)
+        with _faiss_threads(1):  # one query at a time: threads only add start-up cost
+            _, cand = self._ann.search(np.ascontiguousarray(z.reshape(-1, self.dim), dtype=np.float32), m)
+        cand = cand.reshape(n_q, n_v * m)
+        out_d, out_i = np.full((n_q, k), np.inf), np.full((n_q, k), -1, dtype=np.int64)
+        for q in range(n_q):
+            rows = np.unique(cand[q][cand[q] >= 0])[None]  # (1, m') sorted, without faiss's -1 fillers
+            exact = self._exact_distances(z[q:q + 1], rows)
+            best_d, best_i = _sort_rows(exact, rows, k)
+            out_d[q, :best_d.shape[1]], out_i[q, :best_i.shape[1]] = best_d[0], best_i[0]
+        return out_d, out_i
+
     def _exact_distances(self, q: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """Float64 min-over-views distances from q (B, V, d) to base rows cand (B, m), computed from
         differences (not |q|^2 + |b|^2 - 2 q.b), so duplicates are exactly 0 and ties stay ties."""
@@ -204,6 +266,80 @@ class NeighbourIndex:
                 diff = rows - view
                 np.minimum(out[b], np.einsum("md,md->m", diff, diff), out=out[b])
         return np.sqrt(out)
+
+
+def choose_method(n: int, dim: int) -> str:
+    """The structure for n vectors of dimension dim (the rule of the module docstring)."""
+    if dim <= KDTREE_MAX_DIM:
+        return "kdtree" if n >= KDTREE_MIN_ROWS else "brute"
+    if n >= ANN_MIN_ROWS and dim <= ANN_MAX_DIM and _have_faiss():
+        return ANN_DEFAULT
+    return "brute"
+
+
+@lru_cache(maxsize=1)
+def _have_faiss() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        log.warning("faiss is not installed: large high-dimensional catalogues are searched by brute force")
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _faiss_threads(n: int):
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def build_ann(vectors: np.ndarray, method: str = ANN_DEFAULT, seed: int = 0):
+    """A faiss index over ``vectors`` (N, d), Euclidean: "ivf" (an inverted file of exact vectors,
+    k-means cells) or "hnsw" (a navigable small-world graph). Unit vectors rank the same by cosine."""
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = x.shape
+    if method == "hnsw":
+        index = faiss.IndexHNSWFlat(d, HNSW_M)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.add(x)
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+        return index
+    assert method == "ivf", method
+    nlist = int(2 ** np.clip(round(np.log2(max(n / IVF_ROWS_PER_CELL, 1))), 0, 13))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
+    rng = np.random.default_rng(seed)
+    train = x[np.sort(rng.choice(n, size=min(n, nlist * IVF_TRAIN_PER_CELL), replace=False))]
+    index.cp.seed = seed
+    index.train(train)
+    index.add(x)
+    index.nprobe = IVF_NPROBE
+    return index
+
+
+def _load_ann(path: Path, n: int, dim: int):
+    """A saved faiss index when it holds n vectors of dimension dim, else None (rebuilt)."""
+    import faiss
+
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:  # faiss raises RuntimeError for files it cannot parse
+        log.warning("ignoring unreadable index %s: %s", path, exc)
+        return None
+    if index.ntotal != n or index.d != dim:
+        return None
+    if isinstance(index, faiss.IndexIVF):
+        index.nprobe = IVF_NPROBE
+    elif isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    return index
 
 
 def neighbour_table(neighbours: Neighbours, data: GalaxyData, row: int = 0) -> list[dict]:
