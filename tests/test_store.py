@@ -194,3 +194,16 @@ def test_store_in_memory_data_has_no_store(files):
     data = open_dataset(data_path)
     tiled = type(data)(images=data.images, labels=data.labels, class_names=data.class_names, ids=data.ids)
     assert Catalogue.open(tiled, ModelSpace(load_checkpoint(ckpt_path))).store is None
+
+
+def test_store_embed_command_writes_the_catalogue_the_app_opens(files, capsys):
+    from galaxy_vae.cli import main
+
+    data_path, ckpt_path = files
+    assert main(["embed", "--data", str(data_path), "--checkpoint", str(ckpt_path)]) == 0
+    out = capsys.readouterr().out
+    assert "rebuilt" in out and str(data_path.parent / FOLDER) in out
+    opened = Catalogue.open(open_dataset(data_path), _NoEncoding(load_checkpoint(ckpt_path)))
+    assert not opened.store.rebuilt and opened.store.value("recon_error_threshold") is not None
+    assert main(["embed", "--data", str(data_path), "--checkpoint", str(ckpt_path)]) == 0
+    assert "checked and completed" in capsys.readouterr().out
