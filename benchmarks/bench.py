@@ -8,7 +8,7 @@ One run measures every figure the issues set a goal for, at Galaxy10 size (21,78
     cold_start_s, rss_mb                        pages: the app process (cold start: full run only)
     encode_images_per_s, encode_speedup_vs_loop compute, in this process
     knn_ms_p50/_p95, knn_invariant_ms_p50       compute
-    knn_1m_ms_p50, knn_1m_recall_at_10          compute
+    knn_1m_ms_p50, knn_1m_recall_at_10          compute: 1M similarity embeddings, faiss IVF + exact re-rank
     epoch_s                                     compute (full run only)
 
 The pages run first, as the app runs them (``pages`` says how each is clocked: a real
@@ -59,7 +59,7 @@ KEYS = (
     ("knn_ms_p95", "ms", "exact k=12 query, 95th percentile"),
     ("knn_invariant_ms_p50", "ms", "rotation/flip-invariant query, 8 views encoded"),
     ("encoder_upload_search_ms_p50", "ms", "an upload's k=12 search under the galaxy encoder, encoding included"),
-    ("knn_1m_ms_p50", "ms", "k=12 query over 1,000,000 latents"),
+    ("knn_1m_ms_p50", "ms", "k=12 query over 1,000,000 64-D similarity embeddings"),
     ("knn_1m_recall_at_10", "", "recall@10 of that index vs brute force"),
     ("slider_fragment_ms_p50", "ms", "generator slider: fragment server time"),
     ("full_rerun_ms_p50", "ms", "map page rerun, server time"),
@@ -71,7 +71,7 @@ KEYS = (
 GOALS = (
     ("slider_fragment_ms_p50", "<=", 20), ("fragment_speedup", ">=", 10), ("knn_ms_p50", "<=", 1),
     ("knn_invariant_ms_p50", "<=", 15), ("full_rerun_ms_p50", "<=", 300), ("encode_images_per_s", ">=", 5000),
-    ("epoch_s", "<=", 10), ("knn_1m_ms_p50", "<=", 20), ("knn_1m_recall_at_10", ">=", 0.95),
+    ("epoch_s", "<=", 10), ("knn_1m_ms_p50", "<=", 2), ("knn_1m_recall_at_10", ">=", 0.95),
     ("encoder_upload_search_ms_p50", "<=", 15),
 )
 # how many timed calls of each kind: --quick keeps the whole run under ~90 s on two busy cores
@@ -176,10 +176,18 @@ def run_bench(quick: bool = False, data_path: str | Path | None = None, checkpoi
             details.update(found)
         else:
             skipped["encoder_upload_search_ms_p50"] = "no similarity.safetensors in the checkpoints folder"
-    progress("building and querying an index over 1,000,000 latents")
-    million = compute.measure_million(cat.vectors, n["queries"], n["recall"])
+    encoder = encoder_checkpoint()
+    progress("embedding the catalogue with the similarity encoder" + ("" if encoder else " (untrained stand-in)"))
+    with compute.torch_threads(threads):
+        embeddings, details["knn_1m_embedding"] = compute.similarity_embeddings(
+            tiled, load_checkpoint(encoder) if encoder else None)
+    progress("building and querying an index over 1,000,000 similarity embeddings")
+    million = compute.measure_million(embeddings, n["queries"], n["recall"])
     results.update({k: million.pop(k) for k in ("knn_1m_ms_p50", "knn_1m_recall_at_10")})
     details.update(million)
+    if not quick:
+        progress("... and over 1,000,000 2-D latents (the exact KD-tree)")
+        details.update(compute.measure_million(cat.vectors, n["queries"], n["recall"], unit=False, prefix="knn_1m_2d"))
     if not quick:
         progress("timing brute-force queries: a 64-D latent and raw pixels")
         details.update(compute.measure_other_spaces(data, n["invariant"]))

@@ -37,13 +37,14 @@ from tqdm.auto import tqdm
 from galaxy_vae.checkpoints import Checkpoint
 from galaxy_vae.data import GalaxyData
 from galaxy_vae.embed import decode_latents, encode_images, recon_errors, reconstruct_from
-from galaxy_vae.search import NeighbourIndex, Neighbours, pixel_features
+from galaxy_vae.search import NeighbourIndex, Neighbours, PixelIndex, PixelRows, pixel_features
 from galaxy_vae.store import CatalogueStore, rows_key
 from galaxy_vae.symmetry import dihedral_views
 
 log = logging.getLogger(__name__)
 
 OUTLIER_PERCENTILE = 99.0  # an upload beyond the catalogue's 99th percentile is flagged
+ROWS_PER_QUERY = 4096  # catalogue galaxies looked up together by query_rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,7 +52,6 @@ class ModelSpace:
     """Latent means of a checkpoint's model."""
 
     checkpoint: Checkpoint
-    persist_vectors = True  # an encoding is worth keeping: it costs a pass of the model
 
     @property
     def store_name(self) -> str:
@@ -78,7 +78,6 @@ class PixelSpace:
     label: str = "pixels (64x64x3)"
     store_name = "pixels"
     source = None  # pixels come from the dataset alone
-    persist_vectors = False  # a float copy of the images: cheaper to recompute than to read back
 
     def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         return pixel_features(images)
@@ -131,9 +130,13 @@ class Catalogue:
     def __init__(self, data: GalaxyData, space: ModelSpace | PixelSpace, progress: bool = False,
                  store: CatalogueStore | None = None):
         self.data, self.space, self.store = data, space, store
-        self.vectors = self._derived("vectors", lambda: space.embed(data.images, progress=progress),
-                                     persist=space.persist_vectors)  # (N, d) float32
-        self.index = NeighbourIndex(self.vectors, saved=self.store.file("index") if self.store else None)
+        if isinstance(space, PixelSpace):  # pixels made from the uint8 images when needed, never all at once
+            self.vectors = PixelRows(data.images)
+            norms = self._derived("pixel_norms", lambda: PixelIndex(data.images).squared_norms)
+            self.index = PixelIndex(data.images, norms)
+        else:
+            self.vectors = self._derived("vectors", lambda: space.embed(data.images, progress=progress))  # (N, d)
+            self.index = NeighbourIndex(self.vectors, saved=self.store.file("index") if self.store else None)
         if self.store is not None and self.index.saved_path is None and self.index.savable:
             self.store.save_file("index", ".faiss", self.index.save)
         self._kth: dict[int, np.ndarray] = {}
@@ -144,9 +147,9 @@ class Catalogue:
         (:func:`store_for`; in memory only for data or models that are not files)."""
         return cls(data, space, progress, store_for(data, space))
 
-    def _derived(self, name: str, compute: Callable[[], np.ndarray], persist: bool = True) -> np.ndarray:
+    def _derived(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """Array ``name``: from the store when it holds it intact, else computed (and stored)."""
-        if self.store is None or not persist:
+        if self.store is None:
             return compute()
         found = self.store.array(name)
         if found is None:
@@ -213,6 +216,10 @@ class Catalogue:
     def query_rows(self, rows, k: int = 12, invariant: bool = False) -> Neighbours:
         """Neighbours of catalogue galaxies ``rows``, each excluding itself."""
         rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        if len(rows) > ROWS_PER_QUERY:  # every galaxy (the outlier thresholds): in blocks, memory bounded
+            parts = [self.query_rows(rows[s:s + ROWS_PER_QUERY], k, invariant)
+                     for s in range(0, len(rows), ROWS_PER_QUERY)]
+            return Neighbours(np.concatenate([p.distances for p in parts]), np.concatenate([p.indices for p in parts]))
         k_eff = min(k, len(self) - 1)
         if invariant:
             found = self.index.query_views(self.embed_views(self.data.images[rows]), k_eff + 1)

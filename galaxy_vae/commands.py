@@ -306,7 +306,7 @@ def _embed_catalogues(args) -> int:
     from galaxy_vae.lookalikes import similarity_files
     from galaxy_vae.paths import default_checkpoint
 
-    data = open_for_search(args.data, challenge=not args.all_classes)
+    data = open_for_search(args.data, challenge=not args.all_classes, mapped=True)
     files = {p for key, p in similarity_files(args.checkpoint or default_checkpoint()).items() if p is not None}
     spaces = [ModelSpace(load_checkpoint(p)) for p in sorted(files)] + ([PixelSpace()] if args.pixels else [])
     for space in spaces:

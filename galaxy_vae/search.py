@@ -8,9 +8,11 @@ its pixels) and answers exact k-nearest queries. It picks its structure from the
     otherwise (64-D AE latent, 12,288-D pixels)  ->  brute force: one BLAS product per block of
                                                       queries, then an exact re-rank of the best
 
-    d > KDTREE_MAX_DIM, d <= ANN_MAX_DIM and         ->  faiss inverted file (IVF, exact vectors in
-    N >= ANN_MIN_ROWS (a 64-D embedding at survey        ANN_NLIST cells, ANN_NPROBE searched), then
-    scale)                                               the same exact re-rank of its candidates
+    d > KDTREE_MAX_DIM, d <= ANN_MAX_DIM and         ->  a faiss index (ANN_DEFAULT: HNSW or IVF,
+    N >= ANN_MIN_ROWS (a 64-D embedding at survey        see build_ann), then the same exact re-rank
+    scale)                                               of its candidates
+    raw pixels of a catalogue                        ->  PixelIndex: brute force computed from the uint8
+                                                         images block by block, no float copy
 
 A KD-tree prunes well only in a few dimensions; beyond ~16 it visits most leaves and a matrix
 product over all rows is faster -- until the rows number hundreds of thousands, where one product
@@ -50,8 +52,9 @@ ANN_MAX_DIM = 1024  # an embedding, not raw pixels
 ANN_METHODS = ("ivf", "hnsw")
 ANN_DEFAULT = "ivf"  # chosen by measurement (benchmarks/README.md): builds in seconds, not minutes
 IVF_ROWS_PER_CELL = 256  # cells: N / this, rounded to a power of two (at most 8,192)
-IVF_NPROBE = 24  # cells searched per query
+IVF_PROBE_SHARE = 32  # one cell in this many searched per query (recall@10 ~0.95-1.0 at 250k rows)
 IVF_TRAIN_PER_CELL = 40  # k-means trained on this many rows per cell (faiss's own minimum is 39)
+PIXEL_BLOCK = 1024  # galaxies converted to float at a time by PixelIndex (50 MB at 64x64x3)
 HNSW_M = 32  # links per node
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 96
@@ -268,6 +271,109 @@ class NeighbourIndex:
         return np.sqrt(out)
 
 
+class PixelRows:
+    """The pixel features of uint8 images (:func:`pixel_features`), made only for the rows indexed:
+    ``rows[i]`` (d,), ``rows[idx]`` (len(idx), d). What a pixel catalogue has instead of a float copy
+    of every image (12,288 floats a galaxy: 1 GB at Galaxy10's 21,785)."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, images: np.ndarray, crop: int = CROP):
+        self.images, self.crop = images, crop
+        self.shape = (len(images), crop * crop * 3)
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        from galaxy_vae.store import release
+
+        if isinstance(index, (int, np.integer)):
+            out = pixel_features(self.images[int(index)][None], self.crop)[0]
+        else:
+            out = pixel_features(self.images[index], self.crop)
+        release(self.images, 0, len(self.images))  # a page fault can map far more than the rows read
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # all of them, when really asked for
+        out = self[np.arange(len(self))]
+        return out if dtype is None else out.astype(dtype)
+
+
+class PixelIndex:
+    """Exact Euclidean k nearest in pixel space, computed from the uint8 images block by block
+    (:data:`PIXEL_BLOCK` galaxies converted to float at a time, then dropped again from memory when
+    the images are memory-mapped), so searching pixels holds no float copy of the catalogue. Same
+    answers as a brute-force :class:`NeighbourIndex` over :func:`pixel_features`: candidates by
+    the |q|^2 + |b|^2 - 2 q.b product, then an exact float64 re-rank by differences."""
+
+    method = "pixels"
+    savable = False
+    saved_path = None
+
+    def __init__(self, images: np.ndarray, squared_norms: np.ndarray | None = None, crop: int = CROP):
+        self.images, self.crop = images, crop
+        self.n, self.dim = len(images), crop * crop * 3
+        self.squared_norms = squared_norms if squared_norms is not None else self._norms()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _blocks(self):
+        from galaxy_vae.store import release
+
+        for start in range(0, self.n, PIXEL_BLOCK):
+            stop = min(start + PIXEL_BLOCK, self.n)
+            yield start, pixel_features(self.images[start:stop], self.crop)  # (B, d) float32
+            release(self.images, start, stop)
+
+    def _norms(self) -> np.ndarray:
+        out = np.empty(self.n, dtype=np.float32)
+        for start, feats in self._blocks():
+            out[start:start + len(feats)] = np.einsum("nd,nd->n", feats, feats)
+        return out
+
+    def query(self, z: np.ndarray, k: int = 12) -> Neighbours:
+        z = np.atleast_2d(np.asarray(z, dtype=np.float32))
+        return self._search(z[:, None, :], k)
+
+    def query_views(self, view_latents: np.ndarray, k: int = 12) -> Neighbours:
+        z = np.asarray(view_latents, dtype=np.float32)
+        return self._search(z[None] if z.ndim == 2 else z, k)
+
+    def _search(self, z: np.ndarray, k: int) -> Neighbours:
+        if z.shape[-1] != self.dim:
+            raise ValueError(f"query has dimension {z.shape[-1]}, the index {self.dim}")
+        n_q, n_v = z.shape[:2]
+        k, m = max(1, min(int(k), self.n)), min(self.n, max(1, int(k)) + RERANK_MARGIN)
+        flat = z.reshape(-1, self.dim)
+        flat_sq = np.einsum("qd,qd->q", flat, flat)
+        best_d, best_i = np.full((n_q, 0), np.inf, dtype=np.float32), np.empty((n_q, 0), dtype=np.int64)
+        with _blas().limit(limits=1, user_api="blas"):
+            for start, feats in self._blocks():
+                sq = self.squared_norms[start:start + len(feats)]
+                d2 = (flat_sq[:, None] + sq[None, :] - 2 * (flat @ feats.T)).reshape(n_q, n_v, -1).min(axis=1)
+                d = np.concatenate([best_d, d2], axis=1)
+                i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + len(feats)), d2.shape)], axis=1)
+                keep = np.argpartition(d, m - 1, axis=1)[:, :m] if d.shape[1] > m else np.argsort(d, axis=1)
+                best_d, best_i = np.take_along_axis(d, keep, axis=1), np.take_along_axis(i, keep, axis=1)
+        out_d, out_i = np.empty((n_q, k)), np.empty((n_q, k), dtype=np.int64)
+        for q in range(n_q):
+            rows = np.sort(best_i[q])
+            feats = pixel_features(self.images[rows], self.crop).astype(np.float64)  # (m, d)
+            exact = np.full(len(rows), np.inf)
+            for view in z[q].astype(np.float64):
+                diff = feats - view
+                np.minimum(exact, np.einsum("md,md->m", diff, diff), out=exact)
+            d, i = _sort_rows(np.sqrt(exact)[None], rows[None], k)
+            out_d[q], out_i[q] = d[0], i[0]
+        from galaxy_vae.store import release
+
+        release(self.images, 0, self.n)  # the re-ranked rows' pages (a fault can map a large folio)
+        return Neighbours(out_d, out_i)
+
+
 def choose_method(n: int, dim: int) -> str:
     """The structure for n vectors of dimension dim (the rule of the module docstring)."""
     if dim <= KDTREE_MAX_DIM:
@@ -320,8 +426,12 @@ def build_ann(vectors: np.ndarray, method: str = ANN_DEFAULT, seed: int = 0):
     index.cp.seed = seed
     index.train(train)
     index.add(x)
-    index.nprobe = IVF_NPROBE
+    index.nprobe = _nprobe(nlist)
     return index
+
+
+def _nprobe(nlist: int) -> int:
+    return max(1, min(nlist, max(16, nlist // IVF_PROBE_SHARE)))
 
 
 def _load_ann(path: Path, n: int, dim: int):
@@ -336,7 +446,7 @@ def _load_ann(path: Path, n: int, dim: int):
     if index.ntotal != n or index.d != dim:
         return None
     if isinstance(index, faiss.IndexIVF):
-        index.nprobe = IVF_NPROBE
+        index.nprobe = _nprobe(index.nlist)
     elif isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = HNSW_EF_SEARCH
     return index

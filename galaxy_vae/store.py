@@ -234,3 +234,69 @@ class CatalogueStore:
         except OSError:
             return False
         return file_sha256(path) == entry.get("sha256")
+
+
+# --- the images, memory-mapped --------------------------------------------------------------------
+
+def mapped_copy(dataset: Path, name: str, shape: tuple[int, ...], fill) -> np.ndarray | None:
+    """A read-only memory map of uint8 ``shape`` kept beside ``dataset`` as ``name``.npy: made once by
+    ``fill(out)`` (``out`` a writable map to fill block by block, so the whole array never needs to be
+    in memory), reused while the dataset's contents are unchanged (the same size/time, else sha256,
+    check as the catalogue's). Pages are read from disk when touched and can be dropped again, so
+    the process holds only what it looks at. None when the folder cannot be written."""
+    dataset = Path(dataset)
+    folder = dataset.parent / FOLDER / dataset.stem
+    target, record = folder / f"{name}.npy", folder / f"{name}.json"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        known = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        known = {}
+    except_ok = (OSError, ValueError, EOFError)
+    try:
+        source = fingerprint(dataset, known.get("dataset"))
+        if (known.get("format") == FORMAT and known.get("dataset", {}).get("sha256") == source["sha256"]
+                and known.get("shape") == list(shape) and target.is_file()
+                and target.stat().st_size == known.get("size")):
+            mapped = np.load(target, mmap_mode="r")
+            if mapped.shape == tuple(shape) and mapped.dtype == np.uint8:
+                if known["dataset"] != source:
+                    _write_json(record, {**known, "dataset": source})
+                return mapped
+        with atomic_path(target) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=tuple(shape))
+            fill(out)
+            out.flush()
+            del out
+            size = tmp.stat().st_size
+        _write_json(record, {"format": FORMAT, "dataset": source, "shape": list(shape), "size": size})
+        return np.load(target, mmap_mode="r")
+    except except_ok as exc:
+        log.warning("images kept in memory: cannot map %s (%s)", target, exc)
+        return None
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def release(array: np.ndarray, start: int, stop: int) -> None:
+    """Drop rows [start, stop) of a memory-mapped array from this process's resident memory (they
+    stay in the page cache: touching them again is a minor fault, not a disk read). No-op for an
+    array that is not a map."""
+    import mmap
+
+    base = array
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base
+    mm = getattr(base, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not array.flags.c_contiguous:
+        return
+    row = int(np.prod(array.shape[1:])) * array.itemsize
+    offset = int(array.__array_interface__["data"][0] - np.frombuffer(mm, dtype=np.uint8, count=1).ctypes.data)
+    lo, hi = offset + start * row, offset + stop * row
+    page = mmap.PAGESIZE
+    lo, hi = -(-lo // page) * page, (hi // page) * page  # whole pages inside the range only
+    if hi > lo:
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)

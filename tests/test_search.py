@@ -154,3 +154,31 @@ def test_search_knn_ties_keep_lower_index():
     np.testing.assert_allclose(d, [[1.0, 1.0, 1.0]])
     got = NeighbourIndex(base).query(np.zeros(2), 3)
     assert isinstance(got, Neighbours) and got.indices.tolist() == [[0, 1, 2]]
+
+
+def test_search_pixel_index_matches_brute_force_without_a_float_copy(sample):
+    """PixelIndex (pixels made block by block from the uint8 images) gives the brute-force
+    NeighbourIndex's answers over the real sample's pixel features, plain and over 8 views."""
+    from galaxy_vae import search as search_module
+    from galaxy_vae.search import PixelIndex, PixelRows
+    from galaxy_vae.symmetry import dihedral_views
+
+    images = sample.images[:1500]
+    feats = pixel_features(images)
+    brute, lazy = NeighbourIndex(feats), PixelIndex(images)
+    assert np.allclose(lazy.squared_norms, np.einsum("nd,nd->n", feats, feats), rtol=1e-5)
+    rows = PixelRows(images)
+    np.testing.assert_array_equal(rows[[3, 7]], feats[[3, 7]])
+    np.testing.assert_array_equal(rows[5], feats[5])
+    old = search_module.PIXEL_BLOCK
+    search_module.PIXEL_BLOCK = 256  # several blocks, merged
+    try:
+        got, want = lazy.query(feats[[0, 400, 1499]], 12), brute.query(feats[[0, 400, 1499]], 12)
+        views = pixel_features(dihedral_views(sample.images[2000:2001])[:, 0])  # (8, d): a galaxy not indexed
+        got_v, want_v = lazy.query_views(views, 10), brute.query_views(views, 10)
+    finally:
+        search_module.PIXEL_BLOCK = old
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_allclose(got.distances, want.distances, rtol=1e-9)
+    np.testing.assert_array_equal(got_v.indices, want_v.indices)
+    np.testing.assert_allclose(got_v.distances, want_v.distances, rtol=1e-9)

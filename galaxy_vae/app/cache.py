@@ -41,7 +41,7 @@ def stamp(path: Path) -> tuple[int, int]:
 
 @st.cache_resource(show_spinner="Reading the galaxy catalogue…", max_entries=4)
 def _load_data(path: str, stamp: tuple, challenge: bool) -> GalaxyData:
-    return open_for_search(path, challenge)
+    return open_for_search(path, challenge, mapped=True)  # images paged in as looked at, not all resident
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
