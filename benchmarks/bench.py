@@ -8,7 +8,7 @@ One run measures every figure the issues set a goal for, at Galaxy10 size (21,78
     cold_start_s, rss_mb                        pages: the app process (cold start: full run only)
     encode_images_per_s, encode_speedup_vs_loop compute, in this process
     knn_ms_p50/_p95, knn_invariant_ms_p50       compute
-    knn_1m_ms_p50, knn_1m_recall_at_10          compute: 1M similarity embeddings, faiss IVF + exact re-rank
+    knn_1m_ms_p50, knn_1m_recall_at_10          compute: 1M similarity embeddings, faiss HNSW + exact re-rank
     epoch_s                                     compute (full run only)
 
 The pages run first, as the app runs them (``pages`` says how each is clocked: a real

@@ -14,7 +14,7 @@ up on one latent -- with ids made unique.
     knn_1m_ms_p50            NeighbourIndex over 1,000,000 similarity embeddings (64-D, unit length)
                              drawn like the real ones (a random real embedding plus noise of 2 % of
                              their spread, renormalised), one k=12 query at a time: the approximate
-                             index (faiss IVF) with its exact re-rank; the invariant query (8 views)
+                             index (faiss HNSW) with its exact re-rank; the invariant query (8 views)
                              too. The real ones: the galaxy encoder's embeddings of the catalogue, or
                              a seeded untrained encoder's when the encoder has not shipped (the code
                              path, not the encoder's geometry: the report says which)

@@ -182,3 +182,33 @@ def test_search_pixel_index_matches_brute_force_without_a_float_copy(sample):
     np.testing.assert_allclose(got.distances, want.distances, rtol=1e-9)
     np.testing.assert_array_equal(got_v.indices, want_v.indices)
     np.testing.assert_allclose(got_v.distances, want_v.distances, rtol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["hnsw", "ivf"])
+def test_search_approximate_index_finds_the_exact_neighbours_with_exact_distances(method):
+    """The faiss path: clustered unit vectors (like similarity embeddings); nearly every true
+    neighbour found, and every distance returned is the exact one (re-ranked), nearest first."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(300, 64))
+    x = centres[rng.integers(0, 300, 20_000)] + 0.3 * rng.normal(size=(20_000, 64))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    queries = x[:50] + 0.01 * rng.normal(size=(50, 64)).astype(np.float32)
+    approx, brute = NeighbourIndex(x, method=method), NeighbourIndex(x, method="brute")
+    got, want = approx.query(queries, 10), brute.query(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.indices, want.indices)])
+    assert recall >= 0.95
+    exact = np.linalg.norm(x[got.indices].astype(np.float64) - queries[:, None].astype(np.float64), axis=2)
+    np.testing.assert_allclose(got.distances, exact, rtol=1e-9)
+    assert np.all(np.diff(got.distances, axis=1) >= 0)
+    views = np.stack([queries[:8]] * 3)  # (3, 8, d): each query row's best view
+    got_v, want_v = approx.query_views(views, 10), brute.query_views(views, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got_v.indices, want_v.indices)]) >= 0.95
+
+
+def test_search_method_rule_keeps_small_and_two_dimensional_catalogues_exact():
+    from galaxy_vae.search import ANN_DEFAULT, choose_method
+
+    assert choose_method(1_000_000, 2) == "kdtree"
+    assert choose_method(21_785, 64) == "brute"
+    assert choose_method(240_000, 64) == ANN_DEFAULT
+    assert choose_method(240_000, 12_288) == "brute"
