@@ -232,12 +232,13 @@ def _read_images(images_ds: h5py.Dataset, size: int, chunk: int = 1024) -> np.nd
 
 
 def _mapped_images(path: Path, images_ds: h5py.Dataset, size: int, chunk: int = 1024) -> np.ndarray | None:
-    from galaxy_vae.store import mapped_copy
+    from galaxy_vae.store import mapped_copy, release
 
     def fill(out: np.ndarray) -> None:
         for start in range(0, images_ds.shape[0], chunk):
             block = images_ds[start:start + chunk]
             out[start:start + len(block)] = block if block.shape[1] == size else resize_images(block, size)
+            release(out, start, start + len(block))  # written pages leave this process (kept by the OS)
 
     return mapped_copy(path, f"images_{size}", (images_ds.shape[0], size, size, 3), fill)
 
@@ -274,13 +275,15 @@ def open_for_search(path: str | Path, challenge: bool = True, mapped: bool = Fal
         return data
     if not mapped or not isinstance(data.images, np.memmap):
         return challenge_subset(data)
-    from galaxy_vae.store import mapped_copy
+    from galaxy_vae.store import mapped_copy, release
 
     keep = np.flatnonzero(np.isin(data.labels, CHALLENGE_KEEP))  # rows select_classes keeps, in order
 
     def fill(out: np.ndarray, chunk: int = 1024) -> None:
         for start in range(0, len(keep), chunk):
             out[start:start + chunk] = data.images[keep[start:start + chunk]]
+            release(out, start, start + chunk)
+        release(data.images, 0, len(data.images))
 
     subset = mapped_copy(Path(path), f"images_{data.images.shape[1]}_challenge", (len(keep),) + data.images.shape[1:],
                          fill)
