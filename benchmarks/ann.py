@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from benchmarks import compute
 from galaxy_vae.checkpoints import load_checkpoint
@@ -26,8 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=compute.MILLION)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--recall", type=int, default=100)
+    parser.add_argument("--encoder", type=Path, default=None,
+                        help="similarity checkpoint whose embeddings to draw like (default: the shipped encoder, "
+                             "else a seeded untrained one)")
     args = parser.parse_args(argv)
-    encoder = encoder_checkpoint()
+    encoder = args.encoder or encoder_checkpoint()
     embeddings, note = compute.similarity_embeddings(open_for_search(default_dataset()),
                                                      load_checkpoint(encoder) if encoder else None)
     compute.MILLION = args.rows  # measure_million draws this many rows
