@@ -108,13 +108,13 @@ def cmd_search(args) -> int:
         needed = ENCODER_NAME if key == "encoder" else DENSE_AE_NAME
         raise GalaxyVAEError(f"No {key} similarity here", expected=f"{needed} in the checkpoints folder",
                              found="no such file", fix=f"Choose one of: {', '.join(files)}.")
-    data = open_for_search(args.data, challenge=not args.all_classes)
+    data = open_for_search(args.data, challenge=not args.all_classes, mapped=True)
     prepared, failed = _prepare_pictures(args.image, data, args)
     if failed:
         print("error: " + "\n".join(failed), file=sys.stderr)
         return 2
     space = PixelSpace() if files[key] is None else ModelSpace(load_checkpoint(files[key]))
-    sim = make_similarity(key, Catalogue(data, space, progress=not args.json))
+    sim = make_similarity(key, Catalogue.open(data, space, progress=not args.json))
     results = [neighbour_table(sim.look_up(image, args.k).neighbours, data) for image in prepared]
     if args.json:
         _print_json(results)
@@ -143,14 +143,15 @@ def cmd_generate(args) -> int:
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
-    data = open_for_search(args.data or default_dataset(), challenge=not args.all_classes)
+    data = open_for_search(args.data or default_dataset(), challenge=not args.all_classes, mapped=True)
     prepared, failed = _prepare_pictures([args.near], data, args)
     if failed:
         print("error: " + failed[0], file=sys.stderr)
         return 2
     query = prepared[0]
     ckpt = load_checkpoint(args.checkpoint)
-    looks = lookalikes.sample_lookalikes(Catalogue(data, ModelSpace(ckpt)), query, args.n, args.temperature, args.seed)
+    cat = Catalogue.open(data, ModelSpace(ckpt))
+    looks = lookalikes.sample_lookalikes(cat, query, args.n, args.temperature, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(grid_png(looks.images))
     rows, cols = grid_shape(args.n)
