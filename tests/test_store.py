@@ -269,3 +269,23 @@ def test_store_pixel_search_over_mapped_images_holds_no_float_copy(sample_path, 
     float_copy_mb = got["images_mb"] * (64 * 64) / (69 * 69) * 4
     assert got["peak_mb"] < float_copy_mb / 2, got
     assert got["now_mb"] < got["images_mb"] / 2, got
+
+
+def test_store_the_app_draws_the_map_from_the_persisted_catalogue(sample_path, tmp_path, monkeypatch):
+    """A restarted server (Streamlit's caches cleared) draws the map page from what the first one
+    stored beside the dataset, without encoding a galaxy."""
+    import streamlit as st
+    from apptest import open_page
+
+    from galaxy_vae.paths import DATA_ENV
+
+    (tmp_path / sample_path.name).symlink_to(sample_path)
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    open_page("latent_map")
+    assert (tmp_path / FOLDER / sample_path.stem / "images_69.npy").is_file()
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    monkeypatch.setattr(ModelSpace, "embed", _NoEncoding.embed)
+    at = open_page("latent_map")
+    assert at.get("plotly_chart"), "no map drawn"
+    st.cache_resource.clear()  # later tests build their own, with the real embed
