@@ -168,9 +168,10 @@ class Catalogue:
     def persist_all(self, progress: bool = False) -> list[str]:
         """Compute everything derived (what the pages and the CLI may ask for) now, so that the
         store holds it; returns the names computed or read, in order."""
-        steps: list[tuple[str, Callable]] = [("projection", lambda: self.projection),
-                                             ("outlier threshold", lambda: self.nn_distance_threshold),
+        steps: list[tuple[str, Callable]] = [("outlier threshold", lambda: self.nn_distance_threshold),
                                              ("10th-neighbour distances", lambda: self.neighbour_distance(10))]
+        if not isinstance(self.space, PixelSpace):  # pixels are never a map: no projection of 12,288-D rows
+            steps.insert(0, ("projection", lambda: self.projection))
         if self.decodes:
             steps.append(("reconstruction errors", lambda: self.recon_error_threshold))
         bar = tqdm(steps, desc="catalogue", unit="step", disable=not progress)

@@ -205,8 +205,10 @@ def test_store_embed_command_writes_the_catalogue_the_app_opens(files, capsys):
     assert "rebuilt" in out and str(data_path.parent / FOLDER) in out
     opened = Catalogue.open(open_dataset(data_path), _NoEncoding(load_checkpoint(ckpt_path)))
     assert not opened.store.rebuilt and opened.store.value("recon_error_threshold") is not None
-    assert main(["embed", "--data", str(data_path), "--checkpoint", str(ckpt_path)]) == 0
-    assert "checked and completed" in capsys.readouterr().out
+    assert main(["embed", "--data", str(data_path), "--checkpoint", str(ckpt_path), "--pixels"]) == 0
+    out = capsys.readouterr().out
+    assert "checked and completed" in out and "pixels (64x64x3)" in out
+    assert _open(data_path, None).store.value("nn_distance_threshold") is not None
 
 
 def test_store_mapped_images_equal_the_file_and_follow_it(files):
