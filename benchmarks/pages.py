@@ -14,9 +14,11 @@ from there, so both are clocked the same way:
 The app serves a temporary data folder ($GALAXY_VAE_DATA) holding only the tiled 21,785-galaxy
 file (:func:`write_tiled_folder`); data/ is never written. Two drivers:
 
-- **server** (the full run; needs chromium and playwright): `streamlit run` started through
-  ``benchmarks.serve``, headless chromium opens the map -- ``cold_start_s`` is launch -> map drawn
-  and the script idle, ``rss_mb`` the server's peak resident memory (VmHWM) then -- presses the
+- **server** (the full run; needs chromium and playwright): the tiled file's persisted catalogue is
+  written first (:func:`persist_catalogues`, as ``embed`` does: ``embed_catalogue_s``), then
+  `streamlit run` started through ``benchmarks.serve``, headless chromium opens the map --
+  ``cold_start_s`` is launch -> map drawn and the script idle, ``rss_mb`` the server's peak
+  resident memory (VmHWM) then -- presses the
   arrow keys on the map's k slider (each press reruns the whole page), then on the generator's z1
   slider in a second tab (each press reruns only the fragment). Exactly what a user's browser
   triggers.
@@ -55,6 +57,34 @@ TILED_NAME = "galaxy10_size_tiled.h5"
 def write_tiled_folder(data: GalaxyData, folder: Path) -> Path:
     """Write ``data`` (already tiled) as the only dataset of ``folder``; returns the file."""
     return write_dataset(folder / TILED_NAME, data.images, data.labels, data.ids, data.class_names, data.source)
+
+
+def persist_catalogues(dataset: Path, checkpoint: Path) -> float:
+    """What ``python -m galaxy_vae embed --data DATASET --checkpoint C`` does before the app starts:
+    every similarity's persisted catalogue beside ``dataset`` (pixels aside); returns the seconds."""
+    from galaxy_vae.catalogue import Catalogue, ModelSpace
+    from galaxy_vae.checkpoints import load_checkpoint
+    from galaxy_vae.hdf5 import open_for_search
+    from galaxy_vae.lookalikes import similarity_files
+
+    start = time.perf_counter()
+    data = open_for_search(dataset, mapped=True)
+    for path in sorted({p for p in similarity_files(checkpoint).values() if p is not None}):
+        Catalogue.open(data, ModelSpace(load_checkpoint(path))).persist_all()
+    return time.perf_counter() - start
+
+
+def measure_sample_cold_start(dataset: Path, checkpoint: Path, folder: Path) -> dict:
+    """``cold_start_sample_s``: `streamlit run` on ``dataset`` itself (linked into ``folder``) with
+    its persisted catalogue written beforehand -> the map drawn in headless chromium."""
+    from tests import browser
+
+    link = folder / Path(dataset).name
+    link.symlink_to(Path(dataset).resolve())
+    seconds = persist_catalogues(link, checkpoint)
+    measured = browser.measure_cold_start(env={DATA_ENV: str(folder)})
+    return {"cold_start_sample_s": measured["cold_start_s"], "rss_sample_mb": measured["rss_mb"],
+            "embed_sample_s": seconds}
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:

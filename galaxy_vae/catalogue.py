@@ -14,25 +14,37 @@ best distance.
 An upload is looked up once (:meth:`Catalogue.look_up`): one embedding (or one batch of its 8
 views) serves its neighbours, its map point, its reconstruction and whether it lies outside the
 catalogue -- the :class:`Query` the pages and the CLI show.
+
+Everything a catalogue derives from (checkpoint, dataset) -- the vectors, the projection, the
+reconstruction errors, the outlier thresholds, the neighbour distances, the vector index -- is
+computed at most once when the catalogue has a :class:`~galaxy_vae.store.CatalogueStore`
+(:meth:`Catalogue.open` finds the one beside the dataset file): each is read from the store when
+it holds it, else computed when first needed and written there. :meth:`Catalogue.persist_all` (the
+``embed`` command) computes all of them up front.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from galaxy_vae.checkpoints import Checkpoint
 from galaxy_vae.data import GalaxyData
 from galaxy_vae.embed import decode_latents, encode_images, recon_errors, reconstruct_from
-from galaxy_vae.search import NeighbourIndex, Neighbours, pixel_features
+from galaxy_vae.search import NeighbourIndex, Neighbours, PixelIndex, PixelRows, pixel_features
+from galaxy_vae.store import CatalogueStore, rows_key
 from galaxy_vae.symmetry import dihedral_views
 
 log = logging.getLogger(__name__)
 
 OUTLIER_PERCENTILE = 99.0  # an upload beyond the catalogue's 99th percentile is flagged
+ROWS_PER_QUERY = 4096  # catalogue galaxies looked up together by query_rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,6 +52,16 @@ class ModelSpace:
     """Latent means of a checkpoint's model."""
 
     checkpoint: Checkpoint
+
+    @property
+    def store_name(self) -> str:
+        return Path(self.checkpoint.path).stem if self.checkpoint.path is not None else "model"
+
+    @property
+    def source(self) -> Path | None:
+        """The checkpoint file this space is computed from (None: a model only in memory)."""
+        path = self.checkpoint.path
+        return Path(path) if path is not None and Path(path).is_file() else None
 
     @property
     def label(self) -> str:
@@ -57,6 +79,8 @@ class PixelSpace:
     """The 64x64 crop itself, flattened: the baseline every latent must beat."""
 
     label: str = "pixels (64x64x3)"
+    store_name = "pixels"
+    source = None  # pixels come from the dataset alone
 
     def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         return pixel_features(images)
@@ -106,11 +130,58 @@ class Query:
 class Catalogue:
     """``data`` embedded in ``space`` with an exact neighbour index. Build once, query often."""
 
-    def __init__(self, data: GalaxyData, space: ModelSpace | PixelSpace, progress: bool = False):
-        self.data, self.space = data, space
-        self.vectors = space.embed(data.images, progress=progress)  # (N, d) float32
-        self.index = NeighbourIndex(self.vectors)
+    def __init__(self, data: GalaxyData, space: ModelSpace | PixelSpace, progress: bool = False,
+                 store: CatalogueStore | None = None):
+        self.data, self.space, self.store = data, space, store
+        if isinstance(space, PixelSpace):  # pixels made from the uint8 images when needed, never all at once
+            self.vectors = PixelRows(data.images)
+            norms = self._derived("pixel_norms", lambda: PixelIndex(data.images).squared_norms)
+            self.index = PixelIndex(data.images, norms)
+        else:
+            self.vectors = self._derived("vectors", lambda: space.embed(data.images, progress=progress))  # (N, d)
+            self.index = NeighbourIndex(self.vectors, saved=self.store.file("index") if self.store else None)
+        if self.store is not None and self.index.saved_path is None and self.index.savable:
+            self.store.save_file("index", ".faiss", self.index.save)
         self._kth: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def open(cls, data: GalaxyData, space: ModelSpace | PixelSpace, progress: bool = False) -> Catalogue:
+        """The catalogue of ``data`` in ``space``, backed by the store beside the dataset file
+        (:func:`store_for`; in memory only for data or models that are not files)."""
+        return cls(data, space, progress, store_for(data, space))
+
+    def _derived(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """Array ``name``: from the store when it holds it intact, else computed (and stored)."""
+        if self.store is None:
+            return compute()
+        found = self.store.array(name)
+        if found is None:
+            found = compute()
+            self.store.save_array(name, found)
+        return found
+
+    def _derived_value(self, name: str, compute: Callable[[], float]) -> float:
+        found = None if self.store is None else self.store.value(name)
+        if not isinstance(found, (int, float)):
+            found = float(compute())
+            if self.store is not None:
+                self.store.save_value(name, found)
+        return float(found)
+
+    def persist_all(self, progress: bool = False) -> list[str]:
+        """Compute everything derived (what the pages and the CLI may ask for) now, so that the
+        store holds it; returns the names computed or read, in order."""
+        steps: list[tuple[str, Callable]] = [("outlier threshold", lambda: self.nn_distance_threshold),
+                                             ("10th-neighbour distances", lambda: self.neighbour_distance(10))]
+        if not isinstance(self.space, PixelSpace):  # pixels are never a map: no projection of 12,288-D rows
+            steps.insert(0, ("projection", lambda: self.projection))
+        if self.decodes:
+            steps.append(("reconstruction errors", lambda: self.recon_error_threshold))
+        bar = tqdm(steps, desc="catalogue", unit="step", disable=not progress)
+        for name, step in bar:
+            bar.set_postfix_str(name)
+            step()
+        return ["vectors", "index"] + [name for name, _ in steps]
 
     def __len__(self) -> int:
         return len(self.data)
@@ -149,6 +220,10 @@ class Catalogue:
     def query_rows(self, rows, k: int = 12, invariant: bool = False) -> Neighbours:
         """Neighbours of catalogue galaxies ``rows``, each excluding itself."""
         rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        if len(rows) > ROWS_PER_QUERY:  # every galaxy (the outlier thresholds): in blocks, memory bounded
+            parts = [self.query_rows(rows[s:s + ROWS_PER_QUERY], k, invariant)
+                     for s in range(0, len(rows), ROWS_PER_QUERY)]
+            return Neighbours(np.concatenate([p.distances for p in parts]), np.concatenate([p.indices for p in parts]))
         k_eff = min(k, len(self) - 1)
         if invariant:
             found = self.index.query_views(self.embed_views(self.data.images[rows]), k_eff + 1)
@@ -167,7 +242,15 @@ class Catalogue:
 
     @cached_property
     def projection(self) -> Projection:
-        return Projection.fit(self.vectors)
+        if self.store is None:
+            return Projection.fit(self.vectors)
+        center, axes = self.store.array("projection_center"), self.store.array("projection_axes")
+        if center is None or axes is None:
+            fitted = Projection.fit(self.vectors)
+            self.store.save_array("projection_center", fitted.center)
+            self.store.save_array("projection_axes", fitted.axes)
+            return fitted
+        return Projection(center, axes)
 
     @cached_property
     def map_xy(self) -> np.ndarray:
@@ -185,18 +268,21 @@ class Catalogue:
     @cached_property
     def nn_distance_threshold(self) -> float:
         """99th percentile of catalogue galaxies' distance to their nearest other galaxy."""
-        d = self.query_rows(np.arange(len(self)), k=1).distances[:, 0]
-        return float(np.percentile(d, OUTLIER_PERCENTILE))
+        def compute() -> float:
+            d = self.query_rows(np.arange(len(self)), k=1).distances[:, 0]
+            return float(np.percentile(d, OUTLIER_PERCENTILE))
+        return self._derived_value("nn_distance_threshold", compute)
 
     @cached_property
     def recon_errors(self) -> np.ndarray:
         """(N,) each galaxy's reconstruction error (MSE at 64x64); models with a decoder only."""
-        return recon_errors(self.model, self.data.images)
+        return self._derived("recon_errors", lambda: recon_errors(self.model, self.data.images))
 
     @cached_property
     def recon_error_threshold(self) -> float:
         """99th percentile of the catalogue's per-galaxy reconstruction error (MSE at 64x64)."""
-        return float(np.percentile(self.recon_errors, OUTLIER_PERCENTILE))
+        return self._derived_value("recon_error_threshold",
+                                   lambda: np.percentile(self.recon_errors, OUTLIER_PERCENTILE))
 
     def outlier_report(self, nn_distance: float, recon_error: float | None = None) -> dict:
         """How far a cutout lies from the catalogue, against the catalogue's 99th percentiles:
@@ -231,8 +317,19 @@ class Catalogue:
         """(N,) each galaxy's distance to its k-th nearest other galaxy (cached per k): how alone
         it is in this space, the anomaly score of representation-based searches."""
         if k not in self._kth:
-            self._kth[k] = self.query_rows(np.arange(len(self)), k).distances[:, -1]
+            self._kth[k] = self._derived(f"kth_{k}", lambda: self.query_rows(np.arange(len(self)), k).distances[:, -1])
         return self._kth[k]
+
+
+def store_for(data: GalaxyData, space: ModelSpace | PixelSpace) -> CatalogueStore | None:
+    """The store beside ``data``'s file for ``space`` (None when the data or the model is not a
+    file, or the dataset's folder cannot be written), checked against both files."""
+    if data.path is None or not Path(data.path).is_file():
+        return None
+    if isinstance(space, ModelSpace) and space.source is None:
+        return None
+    rows = rows_key(data.ids, data.labels, data.class_names)
+    return CatalogueStore.beside(Path(data.path), space.source, space.store_name, rows)
 
 
 @dataclass(frozen=True, eq=False)

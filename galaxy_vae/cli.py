@@ -149,9 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "macro precision@10 of each variant; skipped, with the reason, without the frames")
     p.set_defaults(func=commands.cmd_evaluate)
 
-    p = sub.add_parser("embed", help="write the latents of every galaxy in a dataset", parents=[model])
+    p = sub.add_parser("embed", help="encode every galaxy of a dataset into the persisted catalogue the app reads "
+                                     "(or, with --out, export the latents)", parents=[model])
     p.add_argument("--data", type=Path, required=True, help="dataset (HDF5)")
-    p.add_argument("--out", type=Path, required=True, help=".csv (id,label,z0,z1,...) or .npy (N x d float32)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="export the latents instead: .csv (id,label,z0,z1,...) or .npy (N x d float32)")
+    p.add_argument("--pixels", action="store_true",
+                   help="also the raw-pixel baseline's outlier thresholds (slow: every pair of galaxies compared)")
+    _all_classes(p)
     p.add_argument("--batch-size", type=int, default=None, help="images per model call (default 256)")
     p.set_defaults(func=commands.cmd_embed)
     return parser

@@ -108,13 +108,13 @@ def cmd_search(args) -> int:
         needed = ENCODER_NAME if key == "encoder" else DENSE_AE_NAME
         raise GalaxyVAEError(f"No {key} similarity here", expected=f"{needed} in the checkpoints folder",
                              found="no such file", fix=f"Choose one of: {', '.join(files)}.")
-    data = open_for_search(args.data, challenge=not args.all_classes)
+    data = open_for_search(args.data, challenge=not args.all_classes, mapped=True)
     prepared, failed = _prepare_pictures(args.image, data, args)
     if failed:
         print("error: " + "\n".join(failed), file=sys.stderr)
         return 2
     space = PixelSpace() if files[key] is None else ModelSpace(load_checkpoint(files[key]))
-    sim = make_similarity(key, Catalogue(data, space, progress=not args.json))
+    sim = make_similarity(key, Catalogue.open(data, space, progress=not args.json))
     results = [neighbour_table(sim.look_up(image, args.k).neighbours, data) for image in prepared]
     if args.json:
         _print_json(results)
@@ -143,14 +143,15 @@ def cmd_generate(args) -> int:
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
-    data = open_for_search(args.data or default_dataset(), challenge=not args.all_classes)
+    data = open_for_search(args.data or default_dataset(), challenge=not args.all_classes, mapped=True)
     prepared, failed = _prepare_pictures([args.near], data, args)
     if failed:
         print("error: " + failed[0], file=sys.stderr)
         return 2
     query = prepared[0]
     ckpt = load_checkpoint(args.checkpoint)
-    looks = lookalikes.sample_lookalikes(Catalogue(data, ModelSpace(ckpt)), query, args.n, args.temperature, args.seed)
+    cat = Catalogue.open(data, ModelSpace(ckpt))
+    looks = lookalikes.sample_lookalikes(cat, query, args.n, args.temperature, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(grid_png(looks.images))
     rows, cols = grid_shape(args.n)
@@ -265,6 +266,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_embed(args) -> int:
+    if args.out is None:
+        return _embed_catalogues(args)
     import numpy as np
 
     from galaxy_vae.checkpoints import dataset_for, load_checkpoint
@@ -289,4 +292,30 @@ def cmd_embed(args) -> int:
             for gid, label, row in zip(data.ids, data.labels, z):
                 w.writerow([gid, data.class_names[label], *[f"{v:.6g}" for v in row]])
     print(f"wrote {len(z)} latents of dimension {z.shape[1]} ({ckpt.name}) to {args.out}")
+    return 0
+
+
+def _embed_catalogues(args) -> int:
+    """``embed`` without --out: the persisted catalogue of every similarity the app offers with the
+    checkpoint (its latent, the galaxy encoder, the 64-D autoencoder; pixels with --pixels), as
+    the app opens it, so a server starts by reading instead of encoding."""
+    import time
+
+    from galaxy_vae.catalogue import Catalogue, ModelSpace, PixelSpace
+    from galaxy_vae.checkpoints import load_checkpoint
+    from galaxy_vae.hdf5 import open_for_search
+    from galaxy_vae.lookalikes import similarity_files
+    from galaxy_vae.paths import default_checkpoint
+
+    data = open_for_search(args.data, challenge=not args.all_classes, mapped=True)
+    files = {p for key, p in similarity_files(args.checkpoint or default_checkpoint()).items() if p is not None}
+    spaces = [ModelSpace(load_checkpoint(p)) for p in sorted(files)] + ([PixelSpace()] if args.pixels else [])
+    for space in spaces:
+        start = time.perf_counter()
+        cat = Catalogue.open(data, space, progress=True)
+        cat.persist_all(progress=True)
+        where = cat.store.folder if cat.store else "nowhere (the dataset's folder cannot be written)"
+        state = "rebuilt" if cat.store and cat.store.rebuilt else "checked and completed"
+        print(f"{space.label}: {len(cat):,} galaxies, {state} in {time.perf_counter() - start:.1f} s "
+              f"({cat.index.method} index) -> {where}")
     return 0

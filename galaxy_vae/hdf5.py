@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from galaxy_vae.data import (
+    CHALLENGE_KEEP,
     CROP,
     GALAXY10_DECALS_CLASSES,
     GALAXY10_SDSS_CLASSES,
@@ -190,8 +191,12 @@ def inspect_dataset(path: str | Path, *, size: int = STORED_SIZE) -> DatasetFile
         raise _damaged(path, exc) from exc
 
 
-def open_dataset(path: str | Path, *, size: int = STORED_SIZE) -> GalaxyData:
+def open_dataset(path: str | Path, *, size: int = STORED_SIZE, mapped: bool = False) -> GalaxyData:
     """Read and validate a Galaxy10-layout HDF5 file; images other than ``size`` are resized.
+
+    ``mapped``: the images as a read-only memory map of an uncompressed copy kept beside the file
+    (:func:`store.mapped_copy`, written once), so that a large catalogue costs memory only for the
+    galaxies actually looked at; in memory as before when that folder cannot be written.
 
     Raises :class:`DataError` naming the file, what was expected and found, and how to fix it.
     """
@@ -205,7 +210,9 @@ def open_dataset(path: str | Path, *, size: int = STORED_SIZE) -> GalaxyData:
                 ids = np.asarray(_decode_strings(f["ids"][...]), dtype=str)
             else:
                 ids = np.asarray([str(i) for i in range(info.n)], dtype=str)
-            images = _read_images(f["images"], size)
+            images = _mapped_images(path, f["images"], size) if mapped else None
+            if images is None:
+                images = _read_images(f["images"], size)
     except H5PY_ERRORS as exc:
         raise _damaged(path, exc) from exc
     return GalaxyData(images=images, labels=info.labels, class_names=info.class_names, ids=ids,
@@ -222,6 +229,18 @@ def _read_images(images_ds: h5py.Dataset, size: int, chunk: int = 1024) -> np.nd
         block = images_ds[start:start + chunk]
         out[start:start + len(block)] = resize_images(block, size)
     return out
+
+
+def _mapped_images(path: Path, images_ds: h5py.Dataset, size: int, chunk: int = 1024) -> np.ndarray | None:
+    from galaxy_vae.store import mapped_copy, release
+
+    def fill(out: np.ndarray) -> None:
+        for start in range(0, images_ds.shape[0], chunk):
+            block = images_ds[start:start + chunk]
+            out[start:start + len(block)] = block if block.shape[1] == size else resize_images(block, size)
+            release(out, start, start + len(block))  # written pages leave this process (kept by the OS)
+
+    return mapped_copy(path, f"images_{size}", (images_ds.shape[0], size, size, 3), fill)
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
@@ -247,11 +266,30 @@ def write_dataset(path: str | Path, images: np.ndarray, labels: np.ndarray, ids:
     return path
 
 
-def open_for_search(path: str | Path, challenge: bool = True) -> GalaxyData:
+def open_for_search(path: str | Path, challenge: bool = True, mapped: bool = False) -> GalaxyData:
     """A dataset as the app and the CLI search it: Galaxy10 SDSS reduced to the challenge's six
-    face-on classes unless ``challenge`` is False; any other dataset as it is."""
-    data = open_dataset(path)
-    return challenge_subset(data) if challenge and data.class_names == GALAXY10_SDSS_CLASSES else data
+    face-on classes unless ``challenge`` is False; any other dataset as it is. ``mapped``: images
+    memory-mapped (:func:`open_dataset`), the challenge subset in a mapped copy of its own."""
+    data = open_dataset(path, mapped=mapped)
+    if not (challenge and data.class_names == GALAXY10_SDSS_CLASSES):
+        return data
+    if not mapped or not isinstance(data.images, np.memmap):
+        return challenge_subset(data)
+    from galaxy_vae.store import mapped_copy, release
+
+    keep = np.flatnonzero(np.isin(data.labels, CHALLENGE_KEEP))  # rows select_classes keeps, in order
+
+    def fill(out: np.ndarray, chunk: int = 1024) -> None:
+        for start in range(0, len(keep), chunk):
+            out[start:start + chunk] = data.images[keep[start:start + chunk]]
+            release(out, start, start + chunk)
+        release(data.images, 0, len(data.images))
+
+    subset = mapped_copy(Path(path), f"images_{data.images.shape[1]}_challenge", (len(keep),) + data.images.shape[1:],
+                         fill)
+    # select_classes on a stand-in without pixels, then the mapped subset's pixels put in
+    light = challenge_subset(replace(data, images=np.empty((len(data), 0, 0, 3), dtype=np.uint8)))
+    return replace(light, images=subset) if subset is not None else challenge_subset(data)
 
 
 def describe(path: str | Path) -> dict:

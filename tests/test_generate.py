@@ -117,8 +117,11 @@ def test_generate_path_runs_in_the_full_latent_space(dense_catalogue, method):
     assert path.nearest[0] == a and path.nearest[-1] == b and path.distances[0] == path.distances[-1] == 0
     exact = np.linalg.norm(cat.vectors[None] - path.latents[:, None], axis=2).min(axis=1)
     assert np.allclose(path.distances, exact, atol=1e-4)
-    # the decoded endpoints are the decoded latent means, pixel for pixel
-    assert np.array_equal(cat.decode(path.latents)[[0, -1]], cat.decode(cat.vectors[[a, b]]))
+    # the decoded endpoints are the decoded latent means: pixel for pixel, but for a rounding step
+    # (a batch of 6 and one of 2 sum in different orders on one thread: a value at .5 can round
+    # either way, seen in the full suite, where the app's import sets torch to one thread)
+    ends, means = cat.decode(path.latents)[[0, -1]].astype(int), cat.decode(cat.vectors[[a, b]]).astype(int)
+    assert np.abs(ends - means).max() <= 1 and np.mean(ends != means) < 0.01
 
 
 def test_generate_map_point_lies_on_the_principal_plane(dense_catalogue):

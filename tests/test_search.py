@@ -154,3 +154,61 @@ def test_search_knn_ties_keep_lower_index():
     np.testing.assert_allclose(d, [[1.0, 1.0, 1.0]])
     got = NeighbourIndex(base).query(np.zeros(2), 3)
     assert isinstance(got, Neighbours) and got.indices.tolist() == [[0, 1, 2]]
+
+
+def test_search_pixel_index_matches_brute_force_without_a_float_copy(sample):
+    """PixelIndex (pixels made block by block from the uint8 images) gives the brute-force
+    NeighbourIndex's answers over the real sample's pixel features, plain and over 8 views."""
+    from galaxy_vae import search as search_module
+    from galaxy_vae.search import PixelIndex, PixelRows
+    from galaxy_vae.symmetry import dihedral_views
+
+    images = sample.images[:1500]
+    feats = pixel_features(images)
+    brute, lazy = NeighbourIndex(feats), PixelIndex(images)
+    assert np.allclose(lazy.squared_norms, np.einsum("nd,nd->n", feats, feats), rtol=1e-5)
+    rows = PixelRows(images)
+    np.testing.assert_array_equal(rows[[3, 7]], feats[[3, 7]])
+    np.testing.assert_array_equal(rows[5], feats[5])
+    old = search_module.PIXEL_BLOCK
+    search_module.PIXEL_BLOCK = 256  # several blocks, merged
+    try:
+        got, want = lazy.query(feats[[0, 400, 1499]], 12), brute.query(feats[[0, 400, 1499]], 12)
+        views = pixel_features(dihedral_views(sample.images[2000:2001])[:, 0])  # (8, d): a galaxy not indexed
+        got_v, want_v = lazy.query_views(views, 10), brute.query_views(views, 10)
+    finally:
+        search_module.PIXEL_BLOCK = old
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_allclose(got.distances, want.distances, rtol=1e-9)
+    np.testing.assert_array_equal(got_v.indices, want_v.indices)
+    np.testing.assert_allclose(got_v.distances, want_v.distances, rtol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["hnsw", "ivf"])
+def test_search_approximate_index_finds_the_exact_neighbours_with_exact_distances(method):
+    """The faiss path: clustered unit vectors (like similarity embeddings); nearly every true
+    neighbour found, and every distance returned is the exact one (re-ranked), nearest first."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(300, 64))
+    x = centres[rng.integers(0, 300, 20_000)] + 0.3 * rng.normal(size=(20_000, 64))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    queries = x[:50] + 0.01 * rng.normal(size=(50, 64)).astype(np.float32)
+    approx, brute = NeighbourIndex(x, method=method), NeighbourIndex(x, method="brute")
+    got, want = approx.query(queries, 10), brute.query(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.indices, want.indices)])
+    assert recall >= 0.95
+    exact = np.linalg.norm(x[got.indices].astype(np.float64) - queries[:, None].astype(np.float64), axis=2)
+    np.testing.assert_allclose(got.distances, exact, rtol=1e-9)
+    assert np.all(np.diff(got.distances, axis=1) >= 0)
+    views = np.stack([queries[:8]] * 3)  # (3, 8, d): each query row's best view
+    got_v, want_v = approx.query_views(views, 10), brute.query_views(views, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got_v.indices, want_v.indices)]) >= 0.95
+
+
+def test_search_method_rule_keeps_small_and_two_dimensional_catalogues_exact():
+    from galaxy_vae.search import ANN_DEFAULT, choose_method
+
+    assert choose_method(1_000_000, 2) == "kdtree"
+    assert choose_method(21_785, 64) == "brute"
+    assert choose_method(240_000, 64) == ANN_DEFAULT
+    assert choose_method(240_000, 12_288) == "brute"

@@ -81,7 +81,7 @@ def test_selection_more_like_these_is_nearest_the_mean_and_outside_the_selection
 
 def test_selection_unusualness_is_the_distance_to_the_kth_other_galaxy(pixels):
     score = pixels.catalogue.neighbour_distance(10)
-    vectors = pixels.catalogue.vectors.astype(np.float64)
+    vectors = np.asarray(pixels.catalogue.vectors, dtype=np.float64)  # pixel rows are made on demand
     for row in (0, 123, 799):
         d = np.sort(np.linalg.norm(vectors - vectors[row], axis=1))[1:]  # itself excluded
         assert score[row] == pytest.approx(d[9], rel=1e-5)

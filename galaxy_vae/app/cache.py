@@ -1,6 +1,8 @@
 """Cached loaders and the :class:`Session`: datasets, models, catalogues (latents + neighbour index)
 and the pictures drawn from them, built once per (file, modification time, size) with
-``st.cache_resource`` and shared by every session and page; a rerun only looks them up."""
+``st.cache_resource`` and shared by every session and page; a rerun only looks them up.
+Catalogues are opened from the store beside the dataset (:meth:`Catalogue.open`), so a restarted
+server reads what an earlier one (or ``python -m galaxy_vae embed``) computed."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def stamp(path: Path) -> tuple[int, int]:
 
 @st.cache_resource(show_spinner="Reading the galaxy catalogue…", max_entries=4)
 def _load_data(path: str, stamp: tuple, challenge: bool) -> GalaxyData:
-    return open_for_search(path, challenge)
+    return open_for_search(path, challenge, mapped=True)  # images paged in as looked at, not all resident
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
@@ -49,12 +51,12 @@ def _load_checkpoint(path: str, stamp: tuple) -> Checkpoint:
 
 @st.cache_resource(show_spinner="Encoding every galaxy…", max_entries=8)
 def _model_catalogue(data_key: tuple, ckpt_key: tuple) -> Catalogue:
-    return Catalogue(_load_data(*data_key), ModelSpace(_load_checkpoint(*ckpt_key)))
+    return Catalogue.open(_load_data(*data_key), ModelSpace(_load_checkpoint(*ckpt_key)))
 
 
 @st.cache_resource(show_spinner="Preparing the pixel baseline…", max_entries=2)
 def _pixel_catalogue(data_key: tuple) -> Catalogue:
-    return Catalogue(_load_data(*data_key), PixelSpace())
+    return Catalogue.open(_load_data(*data_key), PixelSpace())
 
 
 def _similarity(data_key: tuple, key: str, space_key: tuple | None) -> Similarity:
