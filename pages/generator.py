@@ -27,13 +27,39 @@ def _on_click() -> None:
     _choose(lambda: pair)
 
 
+def _anchor() -> None:
+    """Remember where the current details were chosen: "keep details" carries those to every point."""
+    state.gen_anchor = (state.gen_z1, state.gen_z2)
+
+
+def _new_details() -> None:
+    state.gen_detail_seed = int(state.gen_detail_seed) + 1
+    _anchor()
+
+
+def detail_controls() -> tuple[str, int]:
+    """The detail code's mode and seed (detail VAE only)."""
+    c = st.columns([3, 1, 1], vertical_alignment="bottom")
+    mode = c[0].radio("Details", generate.DETAIL_MODES, horizontal=True, key="gen_detail_mode", on_change=_anchor,
+                      help="new: drawn for each point from the model's prior p(details | map point) with the seed; "
+                           "keep: the details drawn with the seed where you chose them, carried to every point; "
+                           "typical: the prior's mean at each point.", **KEEP)
+    seed = c[1].number_input("Detail seed", 0, 2**31 - 1, key="gen_detail_seed", on_change=_anchor, **KEEP)
+    c[2].button("New details", key="gen_new_details", on_click=_new_details)
+    return mode, int(seed)
+
+
 @st.fragment
 @app.guarded
 def free_decoding() -> None:
     c = st.columns(2)
     x, y = (c[i].slider(axes[i], spec["lo"][i], spec["hi"][i], step=spec["step"][i], format=spec["format"][i],
                         key=f"gen_z{i + 1}", **KEEP) for i in range(2))
-    point, c = generate.map_point(cat, (x, y)), st.columns([1, 1, 1.4])
+    details = None
+    if cat.has_detail:
+        mode, seed = detail_controls()
+        details = generate.point_details(cat, (x, y), mode, seed, state.get("gen_anchor"))
+    point, c = generate.map_point(cat, (x, y), details), st.columns([1, 1, 1.4])
     where = f"({spec['format'][0] % x}, {spec['format'][1] % y})"
     image = app.decoded_beside_nearest(session, point, f"Decoded at {where}", c)
     c[0].download_button("Decoded image (PNG)", image, file_name="decoded.png", mime="image/png",
@@ -58,12 +84,17 @@ st.caption("Move through the model's latent space and see what it decodes: any p
 cat, data, axes = session.catalogue, session.data, session.catalogue.axis_names
 spec = generate.slider_range(cat.map_xy)
 if state.get("gen_for") != (session.data_key, session.ckpt_key):  # a new catalogue: start afresh
-    state.update(gen_for=(session.data_key, session.ckpt_key), gen_z1=spec["start"][0], gen_z2=spec["start"][1])
+    state.update(gen_for=(session.data_key, session.ckpt_key), gen_z1=spec["start"][0], gen_z2=spec["start"][1],
+                 gen_anchor=tuple(spec["start"]))
     _choose(lambda: generate.random_pair(data.labels, 0, min(1, len(data.class_names) - 1), seed=0))
 free_tab, path_tab, grid_tab = st.tabs(["Free decoding", "Interpolation", "Manifold grid"])
 with free_tab:
     if axes[0] != "z₁":
         st.caption(f"{cat.vectors.shape[1]}-D latent: the sliders move along its two principal directions.")
+    if cat.has_detail:
+        st.caption(f"The sliders move over the map; a {cat.model.detail_dim}-D detail code carries what two numbers "
+                   "cannot (orientation, elongation, colour, companions), drawn from what the model learned "
+                   "galaxies at each map point look like.")
     free_decoding()
 with path_tab:
     c, classes = st.columns([3, 3, 2]), list(range(len(data.class_names)))
@@ -92,9 +123,10 @@ with path_tab:
                       selection_mode="points")
     with right:
         step_at_t(a, b, method)
-    frames = cat.decode(path.latents)
-    st.text(f"{galaxy_caption(data, a)} → {galaxy_caption(data, b)}, {method}: {n_frames} decoded steps, "
-            "then the nearest real galaxy to each")
+    frames = path.decode(cat)
+    st.text(f"{galaxy_caption(data, a)} → {galaxy_caption(data, b)}, {method}: {n_frames} decoded steps"
+            + (" (map point and details both interpolated)" if cat.has_detail else "")
+            + ", then the nearest real galaxy to each")
     app.gallery(frames, [f"t = {t:.2f}" for t in ts], columns=n_frames, scale=max(1, 128 // frames.shape[1]))
     nearest = [galaxy_caption(data, r, d) for r, d in zip(path.nearest, path.distances)]
     app.catalogue_gallery(session, path.nearest, nearest, columns=n_frames)
@@ -107,6 +139,7 @@ with grid_tab:
     n = st.slider("Grid size (n x n)", 3, 20, 8, key="gen_grid_n", **KEEP)
     grid, extent, shown = session.manifold(n)
     st.image(shown, output_format="PNG", caption=f"Decoded on an {n} x {n} grid: {axes[0]} {extent[0]:.3g} → "
-             f"{extent[1]:.3g} rightwards, {axes[1]} {extent[2]:.3g} → {extent[3]:.3g} upwards")
+             f"{extent[1]:.3g} rightwards, {axes[1]} {extent[2]:.3g} → {extent[3]:.3g} upwards"
+             + (", each point with its typical details (the prior's mean)" if cat.has_detail else ""))
     st.download_button("Grid (PNG)", lambda: png_bytes(grid), file_name="manifold.png", mime="image/png",
                        key="gen_download_grid", on_click="ignore")

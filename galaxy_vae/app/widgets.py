@@ -44,7 +44,7 @@ def decoded_beside_nearest(session: Session, point, caption: str, columns: list)
     """A decoded latent point (``generate.LatentPoints`` of one) as crisp PNG in ``columns[0]``, the
     nearest real galaxy in ``columns[1]``; returns the PNG (for a download button)."""
     cat, data, row = session.catalogue, session.data, point.nearest[0]
-    image = png_bytes(upscale(cat.decode(point.latents)[0], display_scale(cat.model.input_size)))
+    image = png_bytes(upscale(point.decode(cat)[0], display_scale(cat.model.input_size)))
     columns[0].image(image, caption=caption, output_format="PNG")
     columns[1].image(session.thumbnail_png(row), output_format="PNG",  # already PNG: "auto" would re-encode
                      caption=f"Nearest real galaxy: {galaxy_caption(data, row, point.distances[0])}")
