@@ -238,7 +238,8 @@ def test_page_generator_keep_details_same_slider_same_image(detail_at):
     z1 = at.slider(key="gen_z1")
     lo, hi = z1.min, z1.max
     at.radio(key="gen_detail_mode").set_value("keep details").run()
-    first, other, again = (_decoded_at(at, x) for x in (lo + 0.3 * (hi - lo), hi - 0.3 * (hi - lo), lo + 0.3 * (hi - lo)))
+    near, far = lo + 0.3 * (hi - lo), hi - 0.3 * (hi - lo)
+    first, other, again = (_decoded_at(at, x) for x in (near, far, near))
     assert first == again != other
     anchor = at.session_state["gen_anchor"]
     cat = app.Session(*at.session_state["gen_for"]).catalogue
