@@ -13,7 +13,8 @@ full latent space; only the map shows the path projected onto the two principal 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -312,3 +313,49 @@ def random_pair(labels: np.ndarray, class_a: int, class_b: int, seed: int = 0,
         raise DataError(f"No second galaxy of class {name(class_b)}", expected="a galaxy other than the first",
                         found="no other galaxy of the class", fix="Choose another class.")
     return row_a, int(rng.choice(rows_b))
+
+
+# --- deep links -----------------------------------------------------------------------------------
+
+LINK_KEYS = ("gen_z1", "gen_z2", "gen_detail_mode", "gen_detail_seed", "gen_id_a", "gen_id_b", "gen_t")
+MAX_SEED = 2**31 - 1
+
+
+def read_link(params: Mapping[str, str], spec: dict, ids: np.ndarray) -> tuple[dict, list[str]]:
+    """The generator's settings from a link's query parameters (keys :data:`LINK_KEYS`): (valid
+    values by key, one note per value that is not valid, naming the default used instead).
+    ``spec`` is :func:`slider_range` of the map, ``ids`` the catalogue's galaxy ids."""
+    out, notes = {}, []
+
+    def number(key: str, lo: float, hi: float, what: str, default: str, integer: bool = False) -> None:
+        raw = str(params[key]).strip()
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not lo <= value <= hi:
+            notes.append(f"{key}={raw!r} in the link is not {what} between {lo:g} and {hi:g}: {default} is used.")
+        else:
+            out[key] = value
+
+    for i, key in enumerate(("gen_z1", "gen_z2")):
+        if key in params:
+            number(key, spec["lo"][i], spec["hi"][i], "a map coordinate", "the median galaxy's")
+    if "gen_detail_seed" in params:
+        number("gen_detail_seed", 0, MAX_SEED, "a whole number", "seed 0", integer=True)
+    if "gen_t" in params:
+        number("gen_t", 0.0, 1.0, "a step", "t = 0.5")
+    if "gen_detail_mode" in params:
+        if params["gen_detail_mode"] in DETAIL_MODES:
+            out["gen_detail_mode"] = params["gen_detail_mode"]
+        else:
+            notes.append(f"gen_detail_mode={params['gen_detail_mode']!r} in the link is not one of "
+                         f"{', '.join(DETAIL_MODES)}: {DETAIL_MODES[0]} is used.")
+    for key in ("gen_id_a", "gen_id_b"):
+        if key in params:
+            try:
+                out[key] = find_row(ids, params[key])
+            except DataError:
+                notes.append(f"{key}={params[key]!r} in the link is no galaxy of this catalogue: "
+                             "a random pair is used.")
+    return out, notes

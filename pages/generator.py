@@ -10,6 +10,7 @@ from galaxy_vae.raster import gif_bytes, grid_png, mark_map, png_bytes
 
 state = st.session_state
 KEEP = dict(persist_state="session")  # page widgets keep their values across page switches
+URL = dict(KEEP, bind="query-params")  # ... and these live in the URL: a copied link reproduces the view
 
 
 def _choose(how) -> None:
@@ -43,8 +44,8 @@ def detail_controls() -> tuple[str, int]:
     mode = c[0].radio("Details", generate.DETAIL_MODES, horizontal=True, key="gen_detail_mode", on_change=_anchor,
                       help="new: drawn for each point from the model's prior p(details | map point) with the seed; "
                            "keep: the details drawn with the seed where you chose them, carried to every point; "
-                           "typical: the prior's mean at each point.", **KEEP)
-    seed = c[1].number_input("Detail seed", 0, 2**31 - 1, key="gen_detail_seed", on_change=_anchor, **KEEP)
+                           "typical: the prior's mean at each point.", **URL)
+    seed = c[1].number_input("Detail seed", 0, generate.MAX_SEED, key="gen_detail_seed", on_change=_anchor, **URL)
     c[2].button("New details", key="gen_new_details", on_click=_new_details)
     return mode, int(seed)
 
@@ -54,7 +55,7 @@ def detail_controls() -> tuple[str, int]:
 def free_decoding() -> None:
     c = st.columns(2)
     x, y = (c[i].slider(axes[i], spec["lo"][i], spec["hi"][i], step=spec["step"][i], format=spec["format"][i],
-                        key=f"gen_z{i + 1}", **KEEP) for i in range(2))
+                        key=f"gen_z{i + 1}", **URL) for i in range(2))
     details = None
     if cat.has_detail:
         mode, seed = detail_controls()
@@ -72,7 +73,7 @@ def free_decoding() -> None:
 @st.fragment
 @app.guarded
 def step_at_t(a: int, b: int, method: str) -> None:
-    t = st.slider("t (0 = galaxy A, 1 = galaxy B)", 0.0, 1.0, 0.5, step=0.01, key="gen_t", **KEEP)
+    t = st.slider("t (0 = galaxy A, 1 = galaxy B)", 0.0, 1.0, step=0.01, key="gen_t", **URL)
     app.decoded_beside_nearest(session, generate.path_between(cat, a, b, [t], method), f"Decoded at t = {t:.2f}",
                                st.columns(2))
 
@@ -83,10 +84,19 @@ st.caption("Move through the model's latent space and see what it decodes: any p
            "galaxies, or a grid over the whole map. Each decoded galaxy is shown beside the nearest real one.")
 cat, data, axes = session.catalogue, session.data, session.catalogue.axis_names
 spec = generate.slider_range(cat.map_xy)
-if state.get("gen_for") != (session.data_key, session.ckpt_key):  # a new catalogue: start afresh
-    state.update(gen_for=(session.data_key, session.ckpt_key), gen_z1=spec["start"][0], gen_z2=spec["start"][1],
-                 gen_anchor=tuple(spec["start"]))
-    _choose(lambda: generate.random_pair(data.labels, 0, min(1, len(data.class_names) - 1), seed=0))
+if state.get("gen_for") != (session.data_key, session.ckpt_key):  # a new catalogue (or a link): start afresh
+    linked, state.gen_notes = ({}, []) if "gen_for" in state else generate.read_link(st.query_params, spec, data.ids)
+    for key in set(generate.LINK_KEYS) & set(st.query_params) - set(linked):
+        del st.query_params[key]  # a bad value leaves the URL; the note says what is used instead
+    z = (linked.get("gen_z1", spec["start"][0]), linked.get("gen_z2", spec["start"][1]))
+    state.update(gen_for=(session.data_key, session.ckpt_key), gen_z1=z[0], gen_z2=z[1], gen_anchor=z,
+                 gen_t=linked.get("gen_t", 0.5), **{k: linked[k] for k in ("gen_detail_mode", "gen_detail_seed")
+                                                    if k in linked})
+    pair = (linked["gen_id_a"], linked["gen_id_b"]) if {"gen_id_a", "gen_id_b"} <= set(linked) else None
+    _choose((lambda: pair) if pair else
+            (lambda: generate.random_pair(data.labels, 0, min(1, len(data.class_names) - 1), seed=0)))
+for note in state.gen_notes:
+    st.warning(note)
 free_tab, path_tab, grid_tab = st.tabs(["Free decoding", "Interpolation", "Manifold grid"])
 with free_tab:
     if axes[0] != "z₁":
@@ -100,7 +110,7 @@ with path_tab:
     c, classes = st.columns([3, 3, 2]), list(range(len(data.class_names)))
     by_id = lambda: tuple(generate.find_row(data.ids, state[k]) for k in ("gen_id_a", "gen_id_b"))
     for i, end in enumerate("AB"):
-        c[i].text_input(f"Galaxy {end} (id)", key=f"gen_id_{end.lower()}", on_change=_choose, args=(by_id,), **KEEP)
+        c[i].text_input(f"Galaxy {end} (id)", key=f"gen_id_{end.lower()}", on_change=_choose, args=(by_id,), **URL)
     c[2].radio("A click on the map sets galaxy", ["A", "B"], horizontal=True, key="gen_click_sets", **KEEP)
     c = st.columns([3, 3, 1, 1], vertical_alignment="bottom")
     for i, end in enumerate("AB"):

@@ -261,3 +261,33 @@ def test_page_generator_new_details_same_seed_same_image(detail_at):
     seed6 = image_url(at, "Decoded at (")
     at.number_input(key="gen_detail_seed").set_value(5).run()
     assert image_url(at, "Decoded at (") == seed5 != seed6
+
+
+def test_page_generator_link_reproduces_the_view(checkpoint_dir, sample):
+    a, b = int(np.flatnonzero(sample.labels == 3)[0]), int(np.flatnonzero(sample.labels == 1)[2])
+    first = open_page("detail.safetensors")
+    z1 = first.slider(key="gen_z1")
+    x = round(z1.min + 0.7 * (z1.max - z1.min), 3)
+    params = {"gen_z1": str(x), "gen_detail_mode": "new details", "gen_detail_seed": "9",
+              "gen_id_a": str(sample.ids[a]), "gen_id_b": str(sample.ids[b]), "gen_t": "0.25"}
+    at = open_app("generator", model="detail.safetensors", params=params)
+    assert not at.warning
+    assert at.slider(key="gen_z1").value == pytest.approx(x) and at.number_input(key="gen_detail_seed").value == 9
+    assert tuple(at.session_state["gen_pair"]) == (a, b) and at.slider(key="gen_t").value == pytest.approx(0.25)
+    again = open_app("generator", model="detail.safetensors", params=params)
+    assert image_url(again, "Decoded at (") == image_url(at, "Decoded at (")
+    assert image_url(again, "Decoded at t =") == image_url(at, "Decoded at t =")
+
+
+def test_page_generator_bad_link_values_fall_back_with_a_note(checkpoint_dir, sample):
+    params = {"gen_z1": "not-a-number", "gen_detail_seed": "-4", "gen_detail_mode": "sharper", "gen_id_a": "nope",
+              "gen_t": "7"}
+    at = open_app("generator", model="detail.safetensors", params=params)
+    notes = " ".join(w.value for w in at.warning)
+    for key in params:
+        assert f"{key}=" in notes, (key, notes)
+    default = open_page("detail.safetensors")
+    assert at.slider(key="gen_z1").value == default.slider(key="gen_z1").value
+    assert at.number_input(key="gen_detail_seed").value == 0 and at.slider(key="gen_t").value == 0.5
+    assert at.radio(key="gen_detail_mode").value == generate.DETAIL_MODES[0]
+    assert tuple(at.session_state["gen_pair"]) == tuple(default.session_state["gen_pair"])
