@@ -28,28 +28,6 @@ def _on_click() -> None:
     _choose(lambda: pair)
 
 
-def _anchor() -> None:
-    """Remember where the current details were chosen: "keep details" carries those to every point."""
-    state.gen_anchor = (state.gen_z1, state.gen_z2)
-
-
-def _new_details() -> None:
-    state.gen_detail_seed = int(state.gen_detail_seed) + 1
-    _anchor()
-
-
-def detail_controls() -> tuple[str, int]:
-    """The detail code's mode and seed (detail VAE only)."""
-    c = st.columns([3, 1, 1], vertical_alignment="bottom")
-    mode = c[0].radio("Details", generate.DETAIL_MODES, horizontal=True, key="gen_detail_mode", on_change=_anchor,
-                      help="new: drawn for each point from the model's prior p(details | map point) with the seed; "
-                           "keep: the details drawn with the seed where you chose them, carried to every point; "
-                           "typical: the prior's mean at each point.", **URL)
-    seed = c[1].number_input("Detail seed", 0, generate.MAX_SEED, key="gen_detail_seed", on_change=_anchor, **URL)
-    c[2].button("New details", key="gen_new_details", on_click=_new_details)
-    return mode, int(seed)
-
-
 @st.fragment
 @app.guarded
 def free_decoding() -> None:
@@ -58,7 +36,7 @@ def free_decoding() -> None:
                         key=f"gen_z{i + 1}", **URL) for i in range(2))
     details = None
     if cat.has_detail:
-        mode, seed = detail_controls()
+        mode, seed = app.detail_controls(URL)
         details = generate.point_details(cat, (x, y), mode, seed, state.get("gen_anchor"))
     point, c = generate.map_point(cat, (x, y), details), st.columns([1, 1, 1.4])
     where = f"({spec['format'][0] % x}, {spec['format'][1] % y})"

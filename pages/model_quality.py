@@ -7,10 +7,9 @@ import streamlit as st
 from galaxy_vae import app
 from galaxy_vae.captions import error_text, esc
 from galaxy_vae.errors import GalaxyVAEError
-from galaxy_vae.figures import confusion_matrix_figure, loss_curves, realism_histograms
+from galaxy_vae.figures import confusion_matrix_figure, loss_curves
 from galaxy_vae.models import count_parameters
-from galaxy_vae.quality import METRICS, loss_history, realism_notes, realism_rows, training_summary
-from galaxy_vae.realism import STATS
+from galaxy_vae.quality import METRICS, loss_history, training_summary
 from galaxy_vae.symmetry import chirality_pairs
 
 PER_CLASS = 3  # validation galaxies shown per class
@@ -116,18 +115,4 @@ st.markdown(
     "details drawn from the model's prior (models without a detail code: the decoded point). Decoded images get "
     "real-level sky noise first. Each figure is the 1-D Wasserstein distance W1 to real galaxies; two disjoint "
     "halves of the real set give the baseline.")
-realism = session.realism(st.button("Measure realism", key="measure_realism"))
-if realism is None:
-    st.info("Press *Measure realism* to measure this checkpoint (about a minute, then kept for this server); "
-            "`python -m galaxy_vae evaluate --realism` gives the same figures in a shell.")
-else:
-    report, values = realism
-    w1, ratios = realism_rows(report)
-    st.dataframe(pd.DataFrame(w1).set_index("set"), key="realism_table",
-                 column_config={s: NUMBER(s, format="%.4f") for s in STATS})
-    st.caption("The same as multiples of the real-vs-real baseline (target: at most 3×):")
-    st.dataframe(pd.DataFrame(ratios).set_index("set"), key="realism_ratios",
-                 column_config={s: NUMBER(s, format="%.1f×") for s in STATS})
-    for note in realism_notes(report):
-        st.caption(note)
-    st.plotly_chart(realism_histograms(values, STATS + ("axis_ratio",)), key="realism_histograms")
+app.realism_panel(session)
