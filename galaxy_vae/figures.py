@@ -202,7 +202,7 @@ def interpolation_path(latents: np.ndarray, labels: np.ndarray, class_names: Seq
     return _map_figure(traces, height, title, axis_names, showlegend=False)
 
 
-TERM_ORDER = ("loss", "recon", "kl", "class")
+TERM_ORDER = ("loss", "recon", "kl", "kl detail", "class")
 
 
 def _history_terms(history: Mapping) -> list[str]:

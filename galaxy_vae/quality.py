@@ -36,7 +36,7 @@ METRICS = ("precision_at_10", "macro_precision_at_10", "precision_at_10_morph",
            "macro_precision_at_10_morph", "recon_mse")
 PIXEL_ROW = "pixel baseline"
 # Loss terms in a checkpoint's history ("train_cls", "val_kl", ...) -> names figures.loss_curves knows.
-LOSS_TERMS = {"loss": "loss", "recon": "recon", "kl": "kl", "cls": "class"}
+LOSS_TERMS = {"loss": "loss", "recon": "recon", "kl": "kl", "kl_detail": "kl detail", "cls": "class"}
 
 
 # --- the quality table --------------------------------------------------------------------------
