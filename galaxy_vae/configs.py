@@ -67,7 +67,7 @@ SEED_DEFAULTS = dict(epochs=30, lr=1e-3, warmup=0.0, weight_decay=0.0, class_wei
 # The similarity encoder: two augmented views of 256 galaxies per step, a light cosine head.
 ENCODER_DEFAULTS = dict(epochs=45, batch_size=256, weight_decay=5e-4, class_weight=0.5)
 # The detail VAE: see checkpoints/README.md for the calibration runs that chose these.
-DETAIL_DEFAULTS = dict(epochs=60)
+DETAIL_DEFAULTS = dict(epochs=60, detail_beta=0.05, eval_every=10)
 MODEL_DEFAULTS: dict[str, dict] = {"dense_ae": SEED_DEFAULTS, "conv_vae": SEED_DEFAULTS,
                                    "similarity": ENCODER_DEFAULTS, "detail_vae": DETAIL_DEFAULTS}
 

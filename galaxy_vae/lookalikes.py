@@ -181,7 +181,7 @@ def posterior(cat: Catalogue, image: np.ndarray) -> Posterior:
     if model is None or not getattr(model, "is_variational", False):
         raise CheckpointError("Cannot sample lookalikes", expected="a variational model (a VAE)",
                               found=f"{cat.space.label}, which has no posterior",
-                              fix="Choose the improved VAE or the seed ConvVAE checkpoint.")
+                              fix="Choose the detail VAE, the improved VAE or the seed ConvVAE checkpoint.")
     mu, logvar = encode_dist_images(model, np.asarray(image)[None])
     return Posterior(mu[0].astype(np.float64), np.exp(0.5 * logvar[0].astype(np.float64)))
 
