@@ -36,7 +36,14 @@ from tqdm.auto import tqdm
 
 from galaxy_vae.checkpoints import Checkpoint
 from galaxy_vae.data import GalaxyData
-from galaxy_vae.embed import decode_latents, encode_images, recon_errors, reconstruct_from
+from galaxy_vae.embed import (
+    decode_latents,
+    encode_detail_images,
+    encode_images,
+    has_detail,
+    recon_errors,
+    reconstruct_from,
+)
 from galaxy_vae.search import NeighbourIndex, Neighbours, PixelIndex, PixelRows, pixel_features
 from galaxy_vae.store import CatalogueStore, rows_key
 from galaxy_vae.symmetry import dihedral_views
@@ -257,11 +264,22 @@ class Catalogue:
         """(N, 2) map coordinates of every galaxy."""
         return self.projection.to_map(self.vectors)
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """Images decoded from latents (Q, d): uint8 (Q, S, S, 3) at the model's size."""
+    @property
+    def has_detail(self) -> bool:
+        """Whether the model has a detail code beside the map latent (the detail VAE)."""
+        return has_detail(self.model)
+
+    @cached_property
+    def details(self) -> np.ndarray | None:
+        """(N, D) every galaxy's detail code (posterior mean); None for models without one."""
+        return encode_detail_images(self.model, self.data.images) if self.has_detail else None
+
+    def decode(self, z: np.ndarray, details: np.ndarray | None = None) -> np.ndarray:
+        """Images decoded from latents (Q, d), with ``details`` (Q, D) when the model has a detail
+        code (None: each point's typical details): uint8 (Q, S, S, 3) at the model's size."""
         if not self.decodes:
             raise TypeError(f"{self.space.label} has no decoder")
-        return decode_latents(self.model, z)
+        return decode_latents(self.model, z, details=details if self.has_detail else None)
 
     # --- is a query like the catalogue? -------------------------------------------------------
 

@@ -244,6 +244,14 @@ def cmd_evaluate(args) -> int:
             target_fraction=catalogue_extent(seen.images) if args.framing == "auto" else None))
         if result["robustness"] is None:
             print(f"robustness skipped: {result['robustness_skipped']}", file=sys.stderr)
+    if args.realism:
+        from galaxy_vae.realism_model import realism_of
+
+        if args.realism_n < 4 or args.processes < 1:
+            print(f"error: --realism-n must be at least 4 (found {args.realism_n}) and --processes at least 1 "
+                  f"(found {args.processes})", file=sys.stderr)
+            return 2
+        result["realism"] = realism_of(ckpt, data, args.realism_n, args.seed, args.processes)[0]
     if args.json:
         _print_json(result)
         return 0
@@ -255,6 +263,8 @@ def cmd_evaluate(args) -> int:
         print(f"  {key:<28}" + "".join(f"{result[s + key]:>10.4f}" for s in spaces))
     if "recon_mse" in result:
         print(f"  {'recon_mse (64x64)':<28}{result['recon_mse']:>10.5f}")
+    if result.get("realism"):
+        _print_realism(result["realism"])
     if result.get("robustness"):
         print(f"framing robustness, macro precision@10 of {result['robustness_queries']} validation galaxies "
               "re-cut from their raw frames (x standard):")
@@ -263,6 +273,28 @@ def cmd_evaluate(args) -> int:
             print(f"  {('model' if s == '' else 'pixels'):<8}" + "  ".join(
                 f"{v} {x:.3f} ({x / figures['standard']:.2f}x)" for v, x in figures.items()))
     return 0
+
+
+def _print_realism(r: dict) -> None:
+    from galaxy_vae.realism import STATS
+
+    print(f"realism: statmorph on {r['n']} validation galaxies (W1; x the real-vs-real baseline)")
+    print(f"  {'':<16}" + "".join(f"{s:>20}" for s in STATS))
+    for key in ("real_vs_real", "reconstructions", "samples"):
+        cells = []
+        for s in STATS:
+            w, ratio = r[key][s], (r["ratios"].get(key) or {}).get(s) if key != "real_vs_real" else None
+            cells.append("—" if w is None else f"{w:.4f}" + (f" ({ratio:.1f}x)" if ratio is not None else ""))
+        print(f"  {key:<16}" + "".join(f"{c:>20}" for c in cells))
+    print("  flags: " + "; ".join(f"{k} {v['used']}/{v['total']} used" for k, v in r["flags"].items() if v))
+    if r.get("edge_on_axis_ratio"):
+        e = r["edge_on_axis_ratio"]
+        num = lambda v: "—" if v is None else f"{v:.3f}"
+        print(f"  edge-on axis ratio (median of {e['n']}): real {num(e['real_median'])}, reconstructions "
+              f"{num(e['reconstructions_median'])}, samples {num(e['samples_median'])}")
+    bp = r["band_power"]
+    print(f"  samples' asymmetry inside the real 16-84 % range: {r['asymmetry_in_real_range']:.2f}; 4-8 px band "
+          "power: " + ", ".join(f"{k} {v:.4f}" for k, v in bp.items() if v is not None))
 
 
 def cmd_embed(args) -> int:

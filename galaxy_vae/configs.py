@@ -25,6 +25,7 @@ class TrainConfig:
     warmup: float = setting(0.05, "fraction of the steps spent warming the learning rate up")
     weight_decay: float = setting(1e-4, "AdamW decoupled weight decay")
     beta: float = setting(1.0, "weight of the KL term (VAEs)")
+    detail_beta: float = setting(1.0, "detail VAE: weight of the detail code's KL against its learned prior p(d | z)")
     class_weight: float = setting(30.0, "weight of the class head's cross-entropy: the map separates classes "
                                         "(similarity encoder: its cosine head, beside the contrastive loss)")
     class_balance: float = setting(1.0, "class weights (1/count)**B: 0 plain cross-entropy, 1 fully balanced")
@@ -66,8 +67,10 @@ SEED_DEFAULTS = dict(epochs=30, lr=1e-3, warmup=0.0, weight_decay=0.0, class_wei
 # The similarity encoder (the shipped one's settings, checkpoints/README.md): two augmented views of
 # 256 galaxies per step, a light cosine head, the instance term as strong as the supervised one.
 ENCODER_DEFAULTS = dict(epochs=100, batch_size=256, weight_decay=5e-4, class_weight=0.5, instance_weight=1.0)
+# The detail VAE: see checkpoints/README.md for the calibration runs that chose these.
+DETAIL_DEFAULTS = dict(epochs=60, detail_beta=0.05, eval_every=10)
 MODEL_DEFAULTS: dict[str, dict] = {"dense_ae": SEED_DEFAULTS, "conv_vae": SEED_DEFAULTS,
-                                   "similarity": ENCODER_DEFAULTS}
+                                   "similarity": ENCODER_DEFAULTS, "detail_vae": DETAIL_DEFAULTS}
 
 
 def default_config(model: str, **overrides) -> TrainConfig:

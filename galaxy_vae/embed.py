@@ -99,33 +99,79 @@ def encode_dist_images(model: nn.Module, images: np.ndarray, batch_size: int = B
     return _batched(model, images, step, (d, d), (np.float32, np.float32), batch_size)
 
 
-def decode_latents(model: nn.Module, z: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
-    """Images decoded from latents (N, d): uint8 (N, S, S, 3) at the model's own size."""
+def has_detail(model: nn.Module | None) -> bool:
+    """Whether ``model`` has a detail code beside its map latent (:class:`galaxy_vae.models.DetailVAE`)."""
+    return bool(getattr(model, "has_detail", False))
+
+
+def encode_detail_dist_images(model: nn.Module, images: np.ndarray,
+                              batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, logvar) of the detail posterior for uint8 images: two float32 (N, D) arrays."""
+    if not has_detail(model):
+        raise TypeError(f"{type(model).__name__} has no detail code")
+    dev = _device(model)
+
+    def step(x):
+        mu, logvar = model.encode_detail_dist(to_input(x, model).to(dev))
+        return mu.float().cpu().numpy(), logvar.float().cpu().numpy()
+
+    d = (model.detail_dim,)
+    return _batched(model, images, step, (d, d), (np.float32, np.float32), batch_size)
+
+
+def encode_detail_images(model: nn.Module, images: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
+    """Detail posterior means of uint8 images (N, H, W, 3): float32 (N, D)."""
+    return encode_detail_dist_images(model, images, batch_size)[0]
+
+
+def _decode(model: nn.Module, z: torch.Tensor, details: torch.Tensor | None) -> torch.Tensor:
+    """Map latents (B, d) with details (B, D), or alone (typical details): (B, 3, S, S) float."""
+    return model.decode(z) if details is None else model.decode_full(z, details)
+
+
+def decode_latents(model: nn.Module, z: np.ndarray, batch_size: int = BATCH,
+                   details: np.ndarray | None = None) -> np.ndarray:
+    """Images decoded from latents (N, d), with ``details`` (N, D) for a model with a detail code
+    (None: each point's typical details): uint8 (N, S, S, 3) at the model's own size."""
     z = np.atleast_2d(np.asarray(z, dtype=np.float32))
     dev, s = _device(model), model.input_size
-    step = lambda zb: (to_uint8(model.decode(torch.from_numpy(zb).to(dev))),)
-    return _batched(model, z, step, ((s, s, 3),), (np.uint8,), batch_size)[0]
+    if details is None:
+        step = lambda zb: (to_uint8(model.decode(torch.from_numpy(zb).to(dev))),)
+        return _batched(model, z, step, ((s, s, 3),), (np.uint8,), batch_size)[0]
+    both = np.concatenate([z, np.atleast_2d(np.asarray(details, dtype=np.float32))], axis=1)
+    d = z.shape[1]
+    step = lambda b: (to_uint8(model.decode_full(torch.from_numpy(b[:, :d]).to(dev),
+                                                 torch.from_numpy(b[:, d:]).to(dev))),)
+    return _batched(model, both, step, ((s, s, 3),), (np.uint8,), batch_size)[0]
 
 
-def _decode_and_compare(model: nn.Module, z: torch.Tensor, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Decode latents z (B, d) and compare with the cutouts x (B, H, W, 3) they came from:
-    (uint8 reconstructions (B, 64, 64, 3), per-image squared error (B,)). The one definition."""
-    recon = upsample(model.decode(z)).cpu()  # (B, 3, 64, 64) float in [0, 1]
+def _decode_and_compare(model: nn.Module, z: torch.Tensor, x: np.ndarray,
+                        details: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Decode latents z (B, d) (with their details (B, D), if any) and compare with the cutouts x
+    (B, H, W, 3) they came from: (uint8 reconstructions (B, 64, 64, 3), per-image squared error
+    (B,)). The one definition."""
+    recon = upsample(_decode(model, z, details)).cpu()  # (B, 3, 64, 64) float in [0, 1]
     err = ((recon - to_tensor(x, CROP)) ** 2).flatten(1).mean(1)
     return to_uint8(recon), err.numpy()
 
 
 def _reconstruct_step(model: nn.Module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _decode_and_compare(model, model.encode(to_input(x, model).to(_device(model))), x)
+    inputs = to_input(x, model).to(_device(model))
+    if has_detail(model):  # a reconstruction decodes both codes: the map point and its own details
+        mu, _, mu_d, _ = model.encode_both(inputs)
+        return _decode_and_compare(model, mu, x, mu_d)
+    return _decode_and_compare(model, model.encode(inputs), x)
 
 
 def reconstruct_from(model: nn.Module, z: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`reconstruct` for cutouts whose latent means ``z`` (N, d) are already known (no second
-    encoding): (uint8 (N, 64, 64, 3), errors (N,))."""
+    encoding of the map; a detail code is encoded here): (uint8 (N, 64, 64, 3), errors (N,))."""
     z = torch.from_numpy(np.atleast_2d(np.asarray(z, dtype=np.float32)))
+    images = np.asarray(images)
     model.eval()
     with torch.inference_mode():
-        return _decode_and_compare(model, z.to(_device(model)), np.asarray(images))
+        details = model.encode_detail(to_input(images, model).to(_device(model))) if has_detail(model) else None
+        return _decode_and_compare(model, z.to(_device(model)), images, details)
 
 
 def reconstruct(model: nn.Module, images: np.ndarray, batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:

@@ -202,7 +202,7 @@ def interpolation_path(latents: np.ndarray, labels: np.ndarray, class_names: Seq
     return _map_figure(traces, height, title, axis_names, showlegend=False)
 
 
-TERM_ORDER = ("loss", "recon", "kl", "class")
+TERM_ORDER = ("loss", "recon", "kl", "kl detail", "class")
 
 
 def _history_terms(history: Mapping) -> list[str]:
@@ -262,4 +262,24 @@ def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str], *, heigh
     fig.update_layout(height=height, margin=MARGIN, title=title,
                       xaxis=dict(title=dict(text="predicted")),
                       yaxis=dict(title=dict(text="true"), autorange="reversed"))
+    return fig
+
+
+REALISM_SETS = {"real": ("real galaxies", "#888888"), "reconstructions": ("reconstructions", "#1f77b4"),
+                "samples": ("samples", "#d62728")}
+
+
+def realism_histograms(values: Mapping[str, Mapping[str, np.ndarray]], stats: Sequence[str], *,
+                       height: int = 320) -> go.Figure:
+    """One panel per statmorph statistic: normalised histograms of real galaxies, reconstructions and
+    samples overlaid (``values``: {set: {stat: usable values}}, :func:`realism.histogram_values`)."""
+    fig = make_subplots(rows=1, cols=len(stats), subplot_titles=list(stats))
+    for col, stat in enumerate(stats, 1):
+        for key, (name, color) in REALISM_SETS.items():
+            if key not in values or not len(values[key][stat]):
+                continue
+            fig.add_trace(go.Histogram(x=values[key][stat], name=name, legendgroup=key, showlegend=col == 1,
+                                       histnorm="probability density", opacity=0.55, marker_color=color,
+                                       nbinsx=20), row=1, col=col)
+    fig.update_layout(barmode="overlay", height=height, margin=MARGIN, legend=dict(orientation="h", y=-0.15))
     return fig

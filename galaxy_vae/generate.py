@@ -13,10 +13,12 @@ full latent space; only the map shows the path projected onto the two principal 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from galaxy_vae.catalogue import Catalogue
 from galaxy_vae.errors import DataError
@@ -180,25 +182,80 @@ class LatentPoints:
     xy: np.ndarray  # (T, 2) map coordinates (the latent itself when d == 2)
     nearest: np.ndarray  # (T,) int64 catalogue row of the nearest galaxy, in the full latent space
     distances: np.ndarray  # (T,) float64 latent distance to it
+    details: np.ndarray | None = None  # (T, D) float32 detail codes (detail VAE); None: typical details
+
+    def decode(self, cat: Catalogue) -> np.ndarray:
+        """These points decoded with their details: uint8 (T, S, S, 3)."""
+        return cat.decode(self.latents, self.details)
 
 
-def locate_latents(cat: Catalogue, latents: np.ndarray) -> LatentPoints:
-    """Place latents (T, d) on the map and find each one's nearest catalogue galaxy."""
+def locate_latents(cat: Catalogue, latents: np.ndarray, details: np.ndarray | None = None) -> LatentPoints:
+    """Place latents (T, d) on the map and find each one's nearest catalogue galaxy; ``details``
+    (T, D) ride along to the decoder."""
     latents = np.atleast_2d(np.asarray(latents, dtype=np.float32))
     found = cat.index.query(latents, 1)
-    return LatentPoints(latents, cat.projection.to_map(latents), found.indices[:, 0], found.distances[:, 0])
+    if details is not None:
+        details = np.atleast_2d(np.asarray(details, dtype=np.float32))
+    return LatentPoints(latents, cat.projection.to_map(latents), found.indices[:, 0], found.distances[:, 0], details)
 
 
-def map_point(cat: Catalogue, xy: Sequence[float]) -> LatentPoints:
+def map_point(cat: Catalogue, xy: Sequence[float], details: np.ndarray | None = None) -> LatentPoints:
     """The latent behind map position (z1, z2): the point itself for a 2-D latent, else the point
-    on the plane of the two principal directions through the catalogue's centre."""
-    return locate_latents(cat, cat.projection.to_latent(np.asarray(xy, dtype=np.float64).reshape(1, 2)))
+    on the plane of the two principal directions through the catalogue's centre. ``details`` (D,)
+    or (1, D): the detail code to decode it with (see :func:`point_details`)."""
+    return locate_latents(cat, cat.projection.to_latent(np.asarray(xy, dtype=np.float64).reshape(1, 2)), details)
 
 
 def path_between(cat: Catalogue, row_a: int, row_b: int, ts, method: str = "linear") -> LatentPoints:
-    """Interpolate between the latent means of catalogue rows a and b at ts (T,) in the full latent."""
+    """Interpolate between catalogue rows a and b at ts (T,) in the full latent; with a detail
+    code, their detail codes are interpolated the same way, so the path carries both."""
     ts = np.atleast_1d(_check_t(ts))
-    return locate_latents(cat, interpolate(cat.vectors[row_a], cat.vectors[row_b], ts, method))
+    details = None
+    if cat.has_detail:
+        details = interpolate(cat.details[row_a], cat.details[row_b], ts, method)
+    return locate_latents(cat, interpolate(cat.vectors[row_a], cat.vectors[row_b], ts, method), details)
+
+
+# --- details for map points (the detail VAE) ---------------------------------------------------
+
+DETAIL_MODES = ("new details", "keep details", "typical details")
+
+
+def detail_noise(seed: int, dim: int) -> np.ndarray:
+    """The standard-normal draw (dim,) float32 behind seeded details: numpy's PCG64, so the same
+    seed gives the same details on every machine."""
+    return np.random.default_rng(int(seed)).standard_normal(int(dim)).astype(np.float32)
+
+
+@torch.inference_mode()
+def prior_details(cat: Catalogue, latents: np.ndarray, seed: int | None) -> np.ndarray:
+    """Details (T, D) for map latents (T, d) drawn from the model's prior p(d | z) with one seeded
+    draw shared by every point (``seed`` None: the prior's mean, the typical details)."""
+    model = cat.model
+    z = torch.from_numpy(np.atleast_2d(np.asarray(latents, dtype=np.float32)))
+    if seed is None:
+        return model.prior_detail_dist(z)[0].numpy()
+    noise = torch.from_numpy(np.broadcast_to(detail_noise(seed, model.detail_dim), (len(z), model.detail_dim)).copy())
+    return model.prior_detail(z, noise=noise).numpy()
+
+
+def point_details(cat: Catalogue, xy: Sequence[float], mode: str, seed: int,
+                  anchor: Sequence[float] | None = None) -> np.ndarray | None:
+    """The detail code (1, D) the generator decodes map position ``xy`` with (None: no detail code).
+
+    - "new details": drawn for this very point from p(d | z) with ``seed`` (same seed and point,
+      same galaxy; moving the point redraws them from the new point's prior with the same draw);
+    - "keep details": the details drawn with ``seed`` at ``anchor`` (the map position where they
+      were chosen), carried unchanged to every point;
+    - "typical details": the prior's mean at this point.
+    """
+    if not cat.has_detail:
+        return None
+    if mode not in DETAIL_MODES:
+        raise ValueError(f"detail mode must be one of {DETAIL_MODES}, found {mode!r}")
+    where = anchor if mode == "keep details" and anchor is not None else xy
+    z = cat.projection.to_latent(np.asarray(where, dtype=np.float64).reshape(1, 2))
+    return prior_details(cat, z, None if mode == "typical details" else seed)
 
 
 def slider_range(map_xy: np.ndarray, margin: float = 0.1, steps: int = 200) -> dict[str, list]:
@@ -256,3 +313,49 @@ def random_pair(labels: np.ndarray, class_a: int, class_b: int, seed: int = 0,
         raise DataError(f"No second galaxy of class {name(class_b)}", expected="a galaxy other than the first",
                         found="no other galaxy of the class", fix="Choose another class.")
     return row_a, int(rng.choice(rows_b))
+
+
+# --- deep links -----------------------------------------------------------------------------------
+
+LINK_KEYS = ("gen_z1", "gen_z2", "gen_detail_mode", "gen_detail_seed", "gen_id_a", "gen_id_b", "gen_t")
+MAX_SEED = 2**31 - 1
+
+
+def read_link(params: Mapping[str, str], spec: dict, ids: np.ndarray) -> tuple[dict, list[str]]:
+    """The generator's settings from a link's query parameters (keys :data:`LINK_KEYS`): (valid
+    values by key, one note per value that is not valid, naming the default used instead).
+    ``spec`` is :func:`slider_range` of the map, ``ids`` the catalogue's galaxy ids."""
+    out, notes = {}, []
+
+    def number(key: str, lo: float, hi: float, what: str, default: str, integer: bool = False) -> None:
+        raw = str(params[key]).strip()
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not lo <= value <= hi:
+            notes.append(f"{key}={raw!r} in the link is not {what} between {lo:g} and {hi:g}: {default} is used.")
+        else:
+            out[key] = value
+
+    for i, key in enumerate(("gen_z1", "gen_z2")):
+        if key in params:
+            number(key, spec["lo"][i], spec["hi"][i], "a map coordinate", "the median galaxy's")
+    if "gen_detail_seed" in params:
+        number("gen_detail_seed", 0, MAX_SEED, "a whole number", "seed 0", integer=True)
+    if "gen_t" in params:
+        number("gen_t", 0.0, 1.0, "a step", "t = 0.5")
+    if "gen_detail_mode" in params:
+        if params["gen_detail_mode"] in DETAIL_MODES:
+            out["gen_detail_mode"] = params["gen_detail_mode"]
+        else:
+            notes.append(f"gen_detail_mode={params['gen_detail_mode']!r} in the link is not one of "
+                         f"{', '.join(DETAIL_MODES)}: {DETAIL_MODES[0]} is used.")
+    for key in ("gen_id_a", "gen_id_b"):
+        if key in params:
+            try:
+                out[key] = find_row(ids, params[key])
+            except DataError:
+                notes.append(f"{key}={params[key]!r} in the link is no galaxy of this catalogue: "
+                             "a random pair is used.")
+    return out, notes

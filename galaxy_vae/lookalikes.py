@@ -38,7 +38,7 @@ from scipy.special import gammainc, gammaincinv
 from galaxy_vae.catalogue import Catalogue, Similarity
 from galaxy_vae.configs import SIMILARITY_NAMES
 from galaxy_vae.data import GalaxyData
-from galaxy_vae.embed import encode_dist_images
+from galaxy_vae.embed import encode_detail_dist_images, encode_dist_images, has_detail
 from galaxy_vae.errors import CheckpointError
 from galaxy_vae.paths import dense_ae_checkpoint, encoder_checkpoint
 from galaxy_vae.search import Neighbours, neighbour_table
@@ -176,14 +176,31 @@ class Posterior:
 
 
 def posterior(cat: Catalogue, image: np.ndarray) -> Posterior:
-    """The model's posterior for one cutout (69, 69, 3); refuses models without one."""
+    """The model's posterior of the map latent for one cutout (69, 69, 3); refuses models without one."""
     model = cat.model
     if model is None or not getattr(model, "is_variational", False):
         raise CheckpointError("Cannot sample lookalikes", expected="a variational model (a VAE)",
                               found=f"{cat.space.label}, which has no posterior",
-                              fix="Choose the improved VAE or the seed ConvVAE checkpoint.")
+                              fix="Choose the detail VAE, the improved VAE or the seed ConvVAE checkpoint.")
     mu, logvar = encode_dist_images(model, np.asarray(image)[None])
     return Posterior(mu[0].astype(np.float64), np.exp(0.5 * logvar[0].astype(np.float64)))
+
+
+def detail_posterior(cat: Catalogue, image: np.ndarray) -> Posterior | None:
+    """The posterior of the detail code for one cutout; None for models without one."""
+    if not has_detail(cat.model):
+        return None
+    mu, logvar = encode_detail_dist_images(cat.model, np.asarray(image)[None])
+    return Posterior(mu[0].astype(np.float64), np.exp(0.5 * logvar[0].astype(np.float64)))
+
+
+def equal_mass_radius(temperature: float, d: int) -> float:
+    """The radius in d dimensions holding the same share of a standard normal's mass as radius
+    ``temperature`` holds in 2 (the map's): how far the detail code may wander at temperature T."""
+    if temperature <= 0:
+        return 0.0
+    mass = min(gammainc(1.0, temperature ** 2 / 2), 1.0 - 1e-12)
+    return float(np.sqrt(2.0 * gammaincinv(d / 2, mass)))
 
 
 def ball_normal(rng: np.random.Generator, n: int, d: int, radius: float) -> np.ndarray:
@@ -232,15 +249,27 @@ class Lookalikes:
     predicted: np.ndarray  # (n,) int64 class from the model's classifier head
     probability: np.ndarray  # (n,) float64 its softmax probability
     class_names: tuple[str, ...]  # names of the predicted classes (the checkpoint's own)
+    details: np.ndarray | None = None  # (n, D) float32 detail codes (detail VAE), else None
+    detail_posterior: Posterior | None = None
 
 
 def sample_lookalikes(cat: Catalogue, image: np.ndarray, n: int = 16,
                       temperature: float = DEFAULT_TEMPERATURE, seed: int = 0) -> Lookalikes:
-    """Sample, decode and describe n lookalikes of a cutout (69, 69, 3): the page's and CLI's path."""
+    """Sample, decode and describe n lookalikes of a cutout (69, 69, 3): the page's and CLI's path.
+
+    With a detail code both codes are drawn around the query's posterior: the map latent within
+    ``temperature`` sigmas, the details within the radius holding the same share of their
+    posterior's mass (:func:`equal_mass_radius`), from one seeded stream."""
     post = posterior(cat, image)
     z = sample_latents(post, n, temperature, seed)
+    post_d = detail_posterior(cat, image)
+    details = None
+    if post_d is not None:
+        radius = equal_mass_radius(float(temperature), len(post_d.mu))
+        e = ball_normal(np.random.default_rng([int(seed), 1]), int(n), len(post_d.mu), radius)
+        details = (post_d.mu + post_d.sigma * e).astype(np.float32)
     found = cat.index.query(z, 1)
     predicted, probability = predict_classes(cat.model, z)
     names = tuple(cat.space.checkpoint.meta.get("class_names") or cat.data.class_names)
-    return Lookalikes(post, z, cat.decode(z), found.indices[:, 0], found.distances[:, 0],
-                      predicted, probability, names)
+    return Lookalikes(post, z, cat.decode(z, details), found.indices[:, 0], found.distances[:, 0],
+                      predicted, probability, names, details, post_d)

@@ -25,7 +25,7 @@ MILKY_WAY_ENV = "GALAXY_VAE_MILKY_WAY"
 FRAMES_ENV = "GALAXY_VAE_FRAMES"
 
 SAMPLE_NAME = "gz1_sample.h5"  # what `make sample` builds: the app's and CLI's default dataset
-DEFAULT_CHECKPOINT_NAME = "galaxy_vae.safetensors"  # the app's default model
+DEFAULT_CHECKPOINT_NAME = "detail_vae.safetensors"  # the app's default model: the map with a detail code
 DENSE_AE_NAME = "seed_dense_ae.safetensors"  # the seed's 64-D autoencoder, a similarity of its own
 ENCODER_NAME = "similarity.safetensors"  # the similarity encoder: every neighbour search's default
 MILKY_WAY_NAME = "milky-way-face-on.webp"

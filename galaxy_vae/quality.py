@@ -36,7 +36,7 @@ METRICS = ("precision_at_10", "macro_precision_at_10", "precision_at_10_morph",
            "macro_precision_at_10_morph", "recon_mse")
 PIXEL_ROW = "pixel baseline"
 # Loss terms in a checkpoint's history ("train_cls", "val_kl", ...) -> names figures.loss_curves knows.
-LOSS_TERMS = {"loss": "loss", "recon": "recon", "kl": "kl", "cls": "class"}
+LOSS_TERMS = {"loss": "loss", "recon": "recon", "kl": "kl", "kl_detail": "kl detail", "cls": "class"}
 
 
 # --- the quality table --------------------------------------------------------------------------
@@ -193,3 +193,38 @@ def training_summary(meta: dict) -> dict:
            "training config": meta.get("train_config")}
     out.update({k: meta[k] for k in keys if k in meta})
     return {k: v for k, v in out.items() if v is not None}
+
+
+# --- realism (galaxy_vae.realism_model) ---------------------------------------------------------
+
+REALISM_ROWS = {"real_vs_real": "real vs real (baseline)", "reconstructions": "reconstructions",
+                "samples": "samples (details from the prior)"}
+
+
+def realism_rows(report: dict) -> tuple[list[dict], list[dict]]:
+    """(W1 rows, ratio rows) of a realism report for a table: one row per set, one column per
+    statistic; ratios are W1 / the real-vs-real W1 (the target: at most 3x)."""
+    from galaxy_vae.realism import STATS
+
+    w1 = [{"set": label, **{s: report[key][s] for s in STATS}} for key, label in REALISM_ROWS.items()]
+    ratios = [{"set": REALISM_ROWS[key], **{s: report["ratios"][key][s] for s in STATS}}
+              for key in ("reconstructions", "samples")]
+    return w1, ratios
+
+
+def realism_notes(report: dict) -> list[str]:
+    """The report's other figures as sentences: flags, edge-on flatness, asymmetry range, band power."""
+    num = lambda v, f=".3f": "—" if v is None else format(v, f)
+    flags = "; ".join(f"{k}: {v['used']} of {v['total']} used ({v['suspect']} suspect, {v['bad']} bad, "
+                      f"{v['failed']} failed)" for k, v in report["flags"].items() if v)
+    notes = [f"statmorph flags — {flags}."]
+    e = report.get("edge_on_axis_ratio")
+    if e:
+        notes.append(f"Edge-on axis ratio b/a (median, {e['n']} real edge-ons): real {num(e['real_median'])}, "
+                     f"reconstructions {num(e['reconstructions_median'])}, samples {num(e['samples_median'])}.")
+    in_range = num(report["asymmetry_in_real_range"], ".0%")
+    notes.append(f"Samples whose asymmetry lies in the real 16–84 % range: {in_range} (a perfect sampler: about 68 %).")
+    bp = report["band_power"]
+    notes.append("Share of image power at 4–8 px wavelengths (decoder texture shows here, median): "
+                 + ", ".join(f"{k} {num(v, '.4f')}" for k, v in bp.items()) + ".")
+    return notes

@@ -1,9 +1,12 @@
 """Training: losses as named terms, the epoch loop, and ``train_model`` which writes a checkpoint.
 
     loss = recon + beta * kl + class_weight * cls        (VAEs; the dense AE has recon only)
+         + detail_beta * kl_detail                        (the detail VAE)
 
 - ``recon``: squared error summed over the pixels of an image, averaged over the batch.
 - ``kl``: KL(q(z|x) || N(0, I)) summed over latent dimensions, averaged over the batch (>= 0).
+- ``kl_detail``: KL(q(d|x) || p(d|z)) of the detail code against its learned prior, summed over
+  the detail dimensions, averaged over the batch.
 - ``cls``: cross-entropy of the class head on z, each class weighted by (1 / its count) **
   ``class_balance``, so rare classes (mergers, spirals) are not drowned by ellipticals.
 
@@ -67,8 +70,19 @@ def compute_losses(model: nn.Module, out: dict[str, torch.Tensor], x: torch.Tens
     mu, logvar = out["mu"], out["logvar"]
     kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(1).mean()
     cls = F.cross_entropy(out["logits"], y, weight=class_weights)
-    terms.update(kl=kl, cls=cls, loss=recon + cfg.beta * kl + cfg.class_weight * cls)
+    loss = recon + cfg.beta * kl + cfg.class_weight * cls
+    if "prior_mu" in out:  # the detail code: its posterior against the learned prior p(d | z)
+        kl_detail = gaussian_kl(out["detail_mu"], out["detail_logvar"], out["prior_mu"], out["prior_logvar"])
+        terms["kl_detail"] = kl_detail
+        loss = loss + cfg.detail_beta * kl_detail
+    terms.update(kl=kl, cls=cls, loss=loss)
     return terms
+
+
+def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) of diagonal Gaussians (B, D), summed over D, averaged over B."""
+    kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0)
+    return kl.sum(1).mean()
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, mirror: torch.Tensor,
@@ -196,7 +210,7 @@ def fit(model: nn.Module, train: GalaxyData, val: GalaxyData, cfg: TrainConfig,
     return result
 
 
-SUMMARY_KEYS = ("loss", "mse", "kl", "cls", "macro_precision_at_10")  # shown per epoch when present
+SUMMARY_KEYS = ("loss", "mse", "kl", "kl_detail", "cls", "macro_precision_at_10")  # shown per epoch when present
 
 
 def _epoch_summary(record: dict, epochs: int) -> str:

@@ -75,7 +75,9 @@ st.download_button("Ranking (CSV)", pd.DataFrame(mw.ranking_rows(ranking, data, 
 
 st.header("Lookalikes")
 st.caption("Latents drawn from the query's posterior cut off at the temperature: z = μ + σ·e, e standard normal "
-           "with |e| ≤ T. T = 0 decodes the mean only; larger T wanders further from the query.")
+           "with |e| ≤ T. T = 0 decodes the mean only; larger T wanders further from the query."
+           + (f" The {cat.model.detail_dim}-D detail code is drawn around the query's own details the same way, "
+              "within the radius that holds the same share of its posterior." if cat.has_detail else ""))
 c = st.columns(3)
 temperature = c[0].slider("Temperature T (posterior σ)", 0.0, 5.0, mw.DEFAULT_TEMPERATURE, step=0.1,
                           key="temperature", **URL)

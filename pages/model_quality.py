@@ -107,3 +107,12 @@ else:
                      column_config={v: NUMBER(v, format="%.2f×") for v in variants})
     for problem in problems:
         st.warning(esc(problem))
+
+st.header("Realism: do its galaxies look like galaxies?")
+st.markdown(
+    "statmorph's non-parametric morphology — Gini, M20, concentration, asymmetry, smoothness — of this checkpoint's "
+    "validation galaxies, of their reconstructions and of *samples*: the map points of real galaxies decoded with "
+    "details drawn from the model's prior (models without a detail code: the decoded point). Decoded images get "
+    "real-level sky noise first. Each figure is the 1-D Wasserstein distance W1 to real galaxies; two disjoint "
+    "halves of the real set give the baseline.")
+app.realism_panel(session)

@@ -27,7 +27,7 @@ from galaxy_vae.errors import CheckpointError
 from galaxy_vae.models import MODELS, build_model
 from galaxy_vae.paths import checkpoint_dir, default_checkpoint
 
-SHIPPED = ["galaxy_vae.safetensors", "seed_conv_vae.safetensors", "seed_dense_ae.safetensors"]
+SHIPPED = ["detail_vae.safetensors", "galaxy_vae.safetensors", "seed_conv_vae.safetensors", "seed_dense_ae.safetensors"]
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -147,9 +147,9 @@ def test_checkpoints_shipped_files_load_with_their_provenance(filename, sample):
     assert meta["command"].startswith("python -m galaxy_vae train --model " + ckpt.name)
 
 
-def test_checkpoints_default_is_the_improved_vae_and_listed_first():
-    assert default_checkpoint() == checkpoint_dir() / "galaxy_vae.safetensors"
-    assert load_checkpoint().name == "galaxy_vae"
+def test_checkpoints_default_is_the_detail_vae_and_listed_first():
+    assert default_checkpoint() == checkpoint_dir() / "detail_vae.safetensors"
+    assert load_checkpoint().name == "detail_vae"
     found = list_checkpoints()
     assert found[0] == default_checkpoint()
     assert {p.name for p in found} >= set(SHIPPED)

@@ -18,7 +18,7 @@ from apptest import assert_ok
 from apptest import open_page as open_app
 from streamlit.testing.v1 import AppTest
 
-from galaxy_vae import app
+from galaxy_vae import app, generate
 from galaxy_vae.checkpoints import list_checkpoints, save_checkpoint
 from galaxy_vae.models import build_model
 from galaxy_vae.paths import CHECKPOINTS_ENV
@@ -41,11 +41,21 @@ def image_url(at: AppTest, caption_start: str) -> str:
     return found[0]
 
 
-def expected_url(at: AppTest, latent: np.ndarray) -> str:
-    """URL of what the page should show for ``latent``: Catalogue.decode, upscaled like the page."""
+def expected_url(at: AppTest, latent: np.ndarray, details: np.ndarray | None = None) -> str:
+    """URL of what the page should show for ``latent`` (with ``details``, for a model with a detail
+    code): Catalogue.decode, upscaled like the page."""
     session = app.Session(*at.session_state["gen_for"])
-    image = session.catalogue.decode(np.asarray(latent, dtype=np.float32)[None])[0]
+    image = session.catalogue.decode(np.asarray(latent, dtype=np.float32)[None], details)[0]
     return shown_url(upscale(image, display_scale(session.checkpoint.model.input_size)))
+
+
+def page_details(at: AppTest, xy) -> np.ndarray | None:
+    """The details the page's free decoding should use at map position ``xy`` (its mode and seed)."""
+    cat = app.Session(*at.session_state["gen_for"]).catalogue
+    if not cat.has_detail:
+        return None
+    return generate.point_details(cat, xy, at.radio(key="gen_detail_mode").value,
+                                  int(at.number_input(key="gen_detail_seed").value), at.session_state["gen_anchor"])
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +65,24 @@ def checkpoint_dir(tmp_path_factory):
     for name, code in (("dense_2d.safetensors", 2), ("dense_64d.safetensors", 64)):
         torch.manual_seed(code)
         save_checkpoint(folder / name, build_model("dense_ae", {"code_size": code}), {})
+    torch.manual_seed(0)
+    save_checkpoint(folder / "detail.safetensors", sensitive_detail_vae(), {})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CHECKPOINTS_ENV, str(folder))
         yield folder
+
+
+def sensitive_detail_vae():
+    """A seeded, untrained detail VAE whose first decoder layer and prior are scaled up, so that other
+    map points and other details decode to visibly other images (untrained, they barely differ)."""
+    model = build_model("detail_vae", {"channels": [8, 8, 8, 8], "dec_channels": [16, 8, 8, 8], "hidden": 32,
+                                       "detail_dim": 8, "prior_hidden": 16})
+    with torch.no_grad():  # untrained, the encoder puts every galaxy within ~1e-4 of one point
+        model.fc_mu.weight.mul_(3000.0)
+        model.fc_mu.bias.zero_()
+        model.dec_fc[0].weight.mul_(20.0)
+        model.prior[-1].weight.mul_(5.0)
+    return model.eval()
 
 
 def open_page(checkpoint: str) -> AppTest:
@@ -82,8 +107,8 @@ def check_slider_decodes(at: AppTest) -> None:
         urls.append(image_url(at, "Decoded at ("))
     assert urls[0] == urls[2] != urls[1]
     session = app.Session(*at.session_state["gen_for"])
-    point = session.catalogue.projection.to_latent(np.array([at.slider(key="gen_z1").value, y]))
-    assert urls[0] == expected_url(at, point)
+    xy = np.array([at.slider(key="gen_z1").value, y])
+    assert urls[0] == expected_url(at, session.catalogue.projection.to_latent(xy), page_details(at, xy))
 
 
 def check_endpoints(at: AppTest, a: int, b: int, method: str) -> None:
@@ -94,11 +119,12 @@ def check_endpoints(at: AppTest, a: int, b: int, method: str) -> None:
     at.radio(key="gen_method").set_value(method)
     at.run()
     assert tuple(at.session_state["gen_pair"]) == (a, b), at.error
-    vectors = app.Session(*at.session_state["gen_for"]).catalogue.vectors
+    cat = app.Session(*at.session_state["gen_for"]).catalogue
     for t, row in ((0.0, a), (1.0, b)):
         at.slider(key="gen_t").set_value(t).run()
         assert_ok(at)
-        assert image_url(at, "Decoded at t =") == expected_url(at, vectors[row]), (t, method)
+        details = None if cat.details is None else cat.details[row][None]  # the path carries both codes
+        assert image_url(at, "Decoded at t =") == expected_url(at, cat.vectors[row], details), (t, method)
         nearest = [c for img in at.image for c in img.captions if c.startswith("Nearest real galaxy")][-1]
         assert str(data.ids[row]) in nearest and nearest.endswith("d=0.000")
 
@@ -185,3 +211,83 @@ def test_page_generator_keeps_its_settings_across_pages(at):
     at.switch_page("pages/generator.py").run()
     assert_ok(at)
     assert at.slider(key="gen_frames").value == 4 and at.slider(key="gen_z1").value == at.slider(key="gen_z1").max
+
+
+@pytest.fixture
+def detail_at(checkpoint_dir, sample_path):
+    return open_page("detail.safetensors")
+
+
+def _decoded_at(at: AppTest, x: float) -> str:
+    at.slider(key="gen_z1").set_value(x).run()
+    assert_ok(at)
+    return image_url(at, "Decoded at (")
+
+
+def test_page_generator_detail_model_decodes_what_it_says(detail_at):
+    at = detail_at
+    assert at.radio(key="gen_detail_mode").options == list(generate.DETAIL_MODES)
+    for mode in generate.DETAIL_MODES:
+        at.radio(key="gen_detail_mode").set_value(mode).run()
+        check_slider_decodes(at)
+    check_endpoints(at, 3, 9, "linear")
+
+
+def test_page_generator_keep_details_same_slider_same_image(detail_at):
+    at = detail_at
+    z1 = at.slider(key="gen_z1")
+    lo, hi = z1.min, z1.max
+    at.radio(key="gen_detail_mode").set_value("keep details").run()
+    near, far = lo + 0.3 * (hi - lo), hi - 0.3 * (hi - lo)
+    first, other, again = (_decoded_at(at, x) for x in (near, far, near))
+    assert first == again != other
+    anchor = at.session_state["gen_anchor"]
+    cat = app.Session(*at.session_state["gen_for"]).catalogue
+    kept = generate.point_details(cat, (hi, 0.0), "keep details", int(at.number_input(key="gen_detail_seed").value),
+                                  anchor)
+    assert np.array_equal(kept, generate.point_details(cat, anchor, "new details", 0))  # chosen where anchored
+    at.button(key="gen_new_details").click().run()  # other details, kept from here on
+    assert at.number_input(key="gen_detail_seed").value == 1 and image_url(at, "Decoded at (") != first
+
+
+def test_page_generator_new_details_same_seed_same_image(detail_at):
+    at = detail_at
+    z1 = at.slider(key="gen_z1")
+    x = z1.min + 0.6 * (z1.max - z1.min)
+    at.radio(key="gen_detail_mode").set_value("new details")
+    at.number_input(key="gen_detail_seed").set_value(5)
+    seed5 = _decoded_at(at, x)
+    at.number_input(key="gen_detail_seed").set_value(6).run()
+    seed6 = image_url(at, "Decoded at (")
+    at.number_input(key="gen_detail_seed").set_value(5).run()
+    assert image_url(at, "Decoded at (") == seed5 != seed6
+
+
+def test_page_generator_link_reproduces_the_view(checkpoint_dir, sample):
+    a, b = int(np.flatnonzero(sample.labels == 3)[0]), int(np.flatnonzero(sample.labels == 1)[2])
+    first = open_page("detail.safetensors")
+    z1 = first.slider(key="gen_z1")
+    x = round(z1.min + 0.7 * (z1.max - z1.min), 3)
+    params = {"gen_z1": str(x), "gen_detail_mode": "new details", "gen_detail_seed": "9",
+              "gen_id_a": str(sample.ids[a]), "gen_id_b": str(sample.ids[b]), "gen_t": "0.25"}
+    at = open_app("generator", model="detail.safetensors", params=params)
+    assert not at.warning
+    assert at.slider(key="gen_z1").value == pytest.approx(x) and at.number_input(key="gen_detail_seed").value == 9
+    assert tuple(at.session_state["gen_pair"]) == (a, b) and at.slider(key="gen_t").value == pytest.approx(0.25)
+    again = open_app("generator", model="detail.safetensors", params=params)
+    assert image_url(again, "Decoded at (") == image_url(at, "Decoded at (")
+    assert image_url(again, "Decoded at t =") == image_url(at, "Decoded at t =")
+
+
+def test_page_generator_bad_link_values_fall_back_with_a_note(checkpoint_dir, sample):
+    params = {"gen_z1": "not-a-number", "gen_detail_seed": "-4", "gen_detail_mode": "sharper", "gen_id_a": "nope",
+              "gen_t": "7"}
+    at = open_app("generator", model="detail.safetensors", params=params)
+    notes = " ".join(w.value for w in at.warning)
+    for key in params:
+        assert f"{key}=" in notes, (key, notes)
+    default = open_page("detail.safetensors")
+    assert at.slider(key="gen_z1").value == default.slider(key="gen_z1").value
+    assert at.number_input(key="gen_detail_seed").value == 0 and at.slider(key="gen_t").value == 0.5
+    assert at.radio(key="gen_detail_mode").value == generate.DETAIL_MODES[0]
+    assert tuple(at.session_state["gen_pair"]) == tuple(default.session_state["gen_pair"])

@@ -98,3 +98,23 @@ def test_model_quality_table_equals_evaluate_cli(table, sample_path):
             pixel = table.loc["pixel baseline"]
             for m in metrics[:-1]:
                 assert pixel[m] == pytest.approx(cli[f"pixel_{m}"], rel=1e-6, abs=1e-9), m
+
+
+def test_model_quality_measures_realism_on_request(sample_path, monkeypatch):
+    """The realism table appears after the button, with the W1 of each set and the baseline ratios."""
+    from galaxy_vae.app import cache
+
+    monkeypatch.setattr(cache, "REALISM_N", 16)  # a small measurement: what is tested is the wiring
+    at = open_page("model_quality", timeout=900)
+    assert "Press *Measure realism*" in " ".join(i.value for i in at.info)
+    at.button(key="measure_realism").click().run(timeout=900)
+    assert not at.exception and not at.error
+    realism = [d.value for d in at.dataframe if d.value.index.name == "set"]
+    assert len(realism) == 2  # the W1 table and the ratios
+    w1, ratios = realism
+    assert list(w1.index) == ["real vs real (baseline)", "reconstructions", "samples (details from the prior)"]
+    assert list(ratios.index) == list(w1.index[1:])
+    assert (w1.loc["samples (details from the prior)"] >= 0).all()
+    assert list(w1.columns) == ["gini", "m20", "concentration", "asymmetry", "smoothness"]
+    assert any("statmorph flags" in c.value for c in at.caption)
+    assert any("realism_histograms" in c.proto.id for c in at.get("plotly_chart"))

@@ -22,7 +22,7 @@ def test_paths_data_dir_flag_then_env_then_checkout(tmp_path):
 def test_paths_checkpoints_from_env_or_checkout(tmp_path):
     assert paths.checkpoint_dir({paths.CHECKPOINTS_ENV: str(tmp_path)}) == tmp_path
     assert paths.checkpoint_dir({}) == Path(paths.__file__).resolve().parents[1] / "checkpoints"
-    assert paths.default_checkpoint({}).name == "galaxy_vae.safetensors"
+    assert paths.default_checkpoint({}).name == "detail_vae.safetensors"
     assert paths.dense_ae_checkpoint({paths.CHECKPOINTS_ENV: str(tmp_path)}) is None  # not there
     (tmp_path / paths.DENSE_AE_NAME).write_bytes(b"x")
     assert paths.dense_ae_checkpoint({paths.CHECKPOINTS_ENV: str(tmp_path)}) == tmp_path / paths.DENSE_AE_NAME

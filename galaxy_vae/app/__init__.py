@@ -26,17 +26,19 @@ from galaxy_vae.app.widgets import (  # noqa: E402
     UNEXPECTED,
     catalogue_gallery,
     decoded_beside_nearest,
+    detail_controls,
     gallery,
     guard,
     guarded,
     look_up,
     paged_gallery,
     prepared_file,
+    realism_panel,
     selection_panel,
     show_query,
     upload,
 )
 
-__all__ = ["PAGES", "UNEXPECTED", "Session", "catalogue_gallery", "decoded_beside_nearest", "follow_deep_link",
-           "gallery", "guard", "guarded", "look_up", "paged_gallery", "prepared_file", "selection_panel", "session",
-           "show_query", "sidebar", "stamp", "upload"]
+__all__ = ["PAGES", "UNEXPECTED", "Session", "catalogue_gallery", "decoded_beside_nearest", "detail_controls",
+           "follow_deep_link", "gallery", "guard", "guarded", "look_up", "paged_gallery", "prepared_file",
+           "realism_panel", "selection_panel", "session", "show_query", "sidebar", "stamp", "upload"]

@@ -26,6 +26,8 @@ from galaxy_vae.quality import ClassExamples, head_confusion, validation_example
 from galaxy_vae.quality import quality_table as _quality_rows
 from galaxy_vae.quality import robustness_table as robustness_rows
 from galaxy_vae.raster import data_uri, display_scale, png_bytes, raster_map, tile, upscale
+from galaxy_vae.realism import histogram_values
+from galaxy_vae.realism_model import realism_of
 from galaxy_vae.sky import catalogue_sky
 
 BACKGROUND_GRID = 24  # decoded galaxies per side behind the latent map
@@ -218,6 +220,14 @@ class Session:
             _MEASURED.add(key)
         return _robustness_table(*key) if key in _MEASURED else None
 
+    def realism(self, measure: bool) -> tuple[dict, dict] | None:
+        """(report, {set: {stat: values}}) of :func:`realism_model.realism_of` for this checkpoint on this
+        dataset, measured when ``measure`` (then kept per file stamps); None while not yet measured."""
+        key = (self.data_key, self.ckpt_key)
+        if measure:
+            _MEASURED.add(("realism",) + key)
+        return _realism(*key) if ("realism",) + key in _MEASURED else None
+
     def validation_examples(self, per_class: int = 3) -> list[ClassExamples]:
         """A few held-out galaxies per class beside this checkpoint's reconstructions."""
         return _validation_examples(self.data_key, self.ckpt_key, per_class)
@@ -242,6 +252,16 @@ _MEASURED: set[tuple] = set()  # robustness tables someone asked for on this ser
 def _robustness_table(data_key: tuple, ckpt_keys: tuple, frames: str | None) -> tuple[list[dict], list[str]]:
     return robustness_rows([_load_checkpoint(*k) for k in ckpt_keys], _load_data(*data_key),
                            Path(frames) if frames else None)
+
+
+REALISM_N = 200  # validation galaxies the page measures (the CLI's default is 300)
+
+
+@st.cache_data(show_spinner="Measuring statmorph morphology of real, reconstructed and sampled galaxies "
+                            "(about a minute per checkpoint)…", max_entries=8)
+def _realism(data_key: tuple, ckpt_key: tuple) -> tuple[dict, dict]:
+    report, ms = realism_of(_load_checkpoint(*ckpt_key), _load_data(*data_key), REALISM_N, processes=2)
+    return report, histogram_values(ms)
 
 
 @st.cache_resource(show_spinner="Reconstructing held-out galaxies…", max_entries=8)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from galaxy_vae import selection
+from galaxy_vae import generate, selection
 from galaxy_vae.app.cache import Session, stamp
 from galaxy_vae.captions import error_text, galaxy_caption, join_notes, neighbour_captions, outlier_message
 from galaxy_vae.catalogue import Catalogue, Query
@@ -45,7 +45,7 @@ def decoded_beside_nearest(session: Session, point, caption: str, columns: list)
     """A decoded latent point (``generate.LatentPoints`` of one) as crisp PNG in ``columns[0]``, the
     nearest real galaxy in ``columns[1]``; returns the PNG (for a download button)."""
     cat, data, row = session.catalogue, session.data, point.nearest[0]
-    image = png_bytes(upscale(cat.decode(point.latents)[0], display_scale(cat.model.input_size)))
+    image = png_bytes(upscale(point.decode(cat)[0], display_scale(cat.model.input_size)))
     columns[0].image(image, caption=caption, output_format="PNG")
     columns[1].image(session.thumbnail_png(row), output_format="PNG",  # already PNG: "auto" would re-encode
                      caption=f"Nearest real galaxy: {galaxy_caption(data, row, point.distances[0])}")
@@ -171,3 +171,56 @@ def selection_panel(session: Session, rows: np.ndarray, k: int) -> None:
         catalogue_gallery(session, found.indices[0], neighbour_captions(found, data), columns=8)
         st.download_button("More like these (CSV)", pd.DataFrame(neighbour_table(found, data)).to_csv(index=False),
                            file_name="more_like_these.csv", mime="text/csv", key="download_more", on_click="ignore")
+
+
+# --- the generator's detail code ----------------------------------------------------------------
+
+def _anchor() -> None:
+    """Remember where the current details were chosen: "keep details" carries those to every point."""
+    st.session_state.gen_anchor = (st.session_state.gen_z1, st.session_state.gen_z2)
+
+
+def _new_details() -> None:
+    st.session_state.gen_detail_seed = int(st.session_state.gen_detail_seed) + 1
+    _anchor()
+
+
+def detail_controls(widget_args: dict) -> tuple[str, int]:
+    """The generator's detail mode and seed (models with a detail code), drawn with ``widget_args``
+    (persistence, URL binding); "New details" steps the seed and re-anchors kept details."""
+    c = st.columns([3, 1, 1], vertical_alignment="bottom")
+    mode = c[0].radio("Details", generate.DETAIL_MODES, horizontal=True, key="gen_detail_mode", on_change=_anchor,
+                      help="new: drawn for each point from the model's prior p(details | map point) with the seed; "
+                           "keep: the details drawn with the seed where you chose them, carried to every point; "
+                           "typical: the prior's mean at each point.", **widget_args)
+    seed = c[1].number_input("Detail seed", 0, generate.MAX_SEED, key="gen_detail_seed", on_change=_anchor,
+                             **widget_args)
+    c[2].button("New details", key="gen_new_details", on_click=_new_details)
+    return mode, int(seed)
+
+
+# --- the model page's realism panel -------------------------------------------------------------
+
+def realism_panel(session: Session) -> None:
+    """The *Measure realism* button, then the selected checkpoint's statmorph W1 table, its ratios to
+    the real-vs-real baseline, the other figures as sentences, and the histograms."""
+    from galaxy_vae.figures import realism_histograms
+    from galaxy_vae.quality import realism_notes, realism_rows
+    from galaxy_vae.realism import STATS
+
+    realism = session.realism(st.button("Measure realism", key="measure_realism"))
+    if realism is None:
+        st.info("Press *Measure realism* to measure this checkpoint (about a minute, then kept for this server); "
+                "`python -m galaxy_vae evaluate --realism` gives the same figures in a shell.")
+        return
+    report, values = realism
+    w1, ratios = realism_rows(report)
+    number = st.column_config.NumberColumn
+    st.dataframe(pd.DataFrame(w1).set_index("set"), key="realism_table",
+                 column_config={s: number(s, format="%.4f") for s in STATS})
+    st.caption("The same as multiples of the real-vs-real baseline (target: at most 3×):")
+    st.dataframe(pd.DataFrame(ratios).set_index("set"), key="realism_ratios",
+                 column_config={s: number(s, format="%.1f×") for s in STATS})
+    for note in realism_notes(report):
+        st.caption(note)
+    st.plotly_chart(realism_histograms(values, STATS + ("axis_ratio",)), key="realism_histograms")
