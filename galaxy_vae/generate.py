@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from galaxy_vae.catalogue import Catalogue
+from galaxy_vae.data import CROP
 from galaxy_vae.errors import DataError
 
 PARALLEL_EPS = 1e-6  # angles (radians) closer than this to 0 or pi count as parallel / opposite
@@ -359,3 +360,19 @@ def read_link(params: Mapping[str, str], spec: dict, ids: np.ndarray) -> tuple[d
                 notes.append(f"{key}={params[key]!r} in the link is no galaxy of this catalogue: "
                              "a random pair is used.")
     return out, notes
+
+
+def nearest_real(sim, cat: Catalogue, points: LatentPoints, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest real galaxy of each decoded point (``images``: ``points`` decoded by ``cat``'s
+    model) under similarity ``sim`` (a catalogue.Similarity): rows (T,) and distances (T,). Under
+    the map model's own latent the point itself is compared (exact); under any other similarity
+    the decoded image is searched as an upload would be, so the galaxy encoder names the real
+    galaxy that looks most like it."""
+    if sim.catalogue is cat and not sim.invariant:
+        return points.nearest, points.distances
+    images = np.asarray(images)
+    if images.shape[1] < CROP and CROP % images.shape[1] == 0:  # the seed ConvVAE's 32 px: pixels doubled
+        f = CROP // images.shape[1]
+        images = images.repeat(f, axis=1).repeat(f, axis=2)
+    found = sim.catalogue.query_images(images, 1, sim.invariant)
+    return found.indices[:, 0], found.distances[:, 0]

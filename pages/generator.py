@@ -40,11 +40,11 @@ def free_decoding() -> None:
         details = generate.point_details(cat, (x, y), mode, seed, state.get("gen_anchor"))
     point, c = generate.map_point(cat, (x, y), details), st.columns([1, 1, 1.4])
     where = f"({spec['format'][0] % x}, {spec['format'][1] % y})"
-    image = app.decoded_beside_nearest(session, point, f"Decoded at {where}", c)
+    image, nearest = app.decoded_beside_nearest(session, point, f"Decoded at {where}", c)
     c[0].download_button("Decoded image (PNG)", image, file_name="decoded.png", mime="image/png",
                          key="gen_download_point", on_click="ignore")
     base, extent = session.raster_map()  # every galaxy, drawn once; only the marks change
-    c[2].image(png_bytes(mark_map(base, extent, point.xy[0], cat.map_xy[point.nearest[0]])), output_format="PNG",
+    c[2].image(png_bytes(mark_map(base, extent, point.xy[0], cat.map_xy[nearest])), output_format="PNG",
                caption="The decoded point (+) and its nearest galaxy (o) on the map")
 
 
@@ -105,19 +105,20 @@ with path_tab:
     n_frames = c[1].slider("Frames in the strip", 2, 12, 6, key="gen_frames", **KEEP)
     (a, b), ts = state.gen_pair, generate.frame_ts(n_frames)
     path = generate.path_between(cat, a, b, ts, method)
+    frames = path.decode(cat)
+    rows, distances = generate.nearest_real(session.similarity, cat, path, frames)
     left, right = st.columns([3, 2])
-    left.plotly_chart(interpolation_path(cat.map_xy, data.labels, data.class_names, path.xy, cat.map_xy[path.nearest],
+    left.plotly_chart(interpolation_path(cat.map_xy, data.labels, data.class_names, path.xy, cat.map_xy[rows],
                                          axis_names=axes), key="gen_path_map", on_select=_on_click,
                       selection_mode="points")
     with right:
         step_at_t(a, b, method)
-    frames = path.decode(cat)
     st.text(f"{galaxy_caption(data, a)} → {galaxy_caption(data, b)}, {method}: {n_frames} decoded steps"
             + (" (map point and details both interpolated)" if cat.has_detail else "")
-            + ", then the nearest real galaxy to each")
+            + f", then the nearest real galaxy to each ({session.similarity.name})")
     app.gallery(frames, [f"t = {t:.2f}" for t in ts], columns=n_frames, scale=max(1, 128 // frames.shape[1]))
-    nearest = [galaxy_caption(data, r, d) for r, d in zip(path.nearest, path.distances)]
-    app.catalogue_gallery(session, path.nearest, nearest, columns=n_frames)
+    app.catalogue_gallery(session, rows, [galaxy_caption(data, r, d) for r, d in zip(rows, distances)],
+                          columns=n_frames)
     c = st.columns(2)
     c[0].download_button("Strip (PNG)", lambda: grid_png(frames, 2, len(frames), gap=2),
                          file_name="interpolation.png", mime="image/png", key="gen_download_strip", on_click="ignore")

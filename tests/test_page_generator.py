@@ -20,11 +20,12 @@ from streamlit.testing.v1 import AppTest
 
 from galaxy_vae import app, generate
 from galaxy_vae.checkpoints import list_checkpoints, save_checkpoint
+from galaxy_vae.configs import SIMILARITY_NAMES
 from galaxy_vae.models import build_model
 from galaxy_vae.paths import CHECKPOINTS_ENV
 from galaxy_vae.raster import display_scale, png_bytes, upscale
 
-SHIPPED = [p.name for p in list_checkpoints() if not p.name.startswith("_")]
+SHIPPED = [p.name for p in list_checkpoints(generative=True) if not p.name.startswith("_")]
 
 
 def shown_url(image: np.ndarray) -> str:
@@ -120,13 +121,23 @@ def check_endpoints(at: AppTest, a: int, b: int, method: str) -> None:
     at.run()
     assert tuple(at.session_state["gen_pair"]) == (a, b), at.error
     cat = app.Session(*at.session_state["gen_for"]).catalogue
+
+    def nearest_caption() -> str:
+        return [c for img in at.image for c in img.captions if c.startswith("Nearest real galaxy")][-1]
+
     for t, row in ((0.0, a), (1.0, b)):
         at.slider(key="gen_t").set_value(t).run()
         assert_ok(at)
         details = None if cat.details is None else cat.details[row][None]  # the path carries both codes
         assert image_url(at, "Decoded at t =") == expected_url(at, cat.vectors[row], details), (t, method)
-        nearest = [c for img in at.image for c in img.captions if c.startswith("Nearest real galaxy")][-1]
-        assert str(data.ids[row]) in nearest and nearest.endswith("d=0.000")
+        name = nearest_caption().split("(", 1)[1].split("):", 1)[0]  # the similarity the page used
+        sim = app.Session(*at.session_state["gen_for"], name).similarity
+        if sim.key != "latent":  # another similarity searches the decoded image as an upload would be
+            point = generate.path_between(cat, a, b, [t], method)
+            rows, _ = generate.nearest_real(sim, cat, point, point.decode(cat))
+            assert f"({sim.name}): {data.ids[rows[0]]} " in nearest_caption()
+        else:  # in the map model's own latent an endpoint is its own nearest galaxy, at distance 0
+            assert str(data.ids[row]) in nearest_caption() and nearest_caption().endswith("d=0.000")
 
 
 def test_page_generator_renders(at, sample):
@@ -201,6 +212,13 @@ def test_page_generator_with_shipped_checkpoint(checkpoint, sample_path, monkeyp
     at = open_page(checkpoint)
     check_slider_decodes(at)
     check_endpoints(at, 0, 1, "linear")
+
+
+def test_page_generator_under_the_model_latent_names_each_endpoint_itself(sample_path, monkeypatch):
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    at = open_app("generator", params={"similarity": SIMILARITY_NAMES["latent"]})
+    check_endpoints(at, 0, 1, "linear")
+    assert "(model latent): " in [c for img in at.image for c in img.captions if c.startswith("Nearest real")][-1]
 
 
 def test_page_generator_keeps_its_settings_across_pages(at):

@@ -41,15 +41,18 @@ def gallery(images: Sequence[np.ndarray | bytes], captions: Sequence[str], colum
             cols[i % columns].image(upscale(img, scale), caption=caption, alt=caption)
 
 
-def decoded_beside_nearest(session: Session, point, caption: str, columns: list) -> bytes:
-    """A decoded latent point (``generate.LatentPoints`` of one) as crisp PNG in ``columns[0]``, the
-    nearest real galaxy in ``columns[1]``; returns the PNG (for a download button)."""
-    cat, data, row = session.catalogue, session.data, point.nearest[0]
-    image = png_bytes(upscale(point.decode(cat)[0], display_scale(cat.model.input_size)))
+def decoded_beside_nearest(session: Session, point, caption: str, columns: list) -> tuple[bytes, int]:
+    """A decoded latent point (``generate.LatentPoints`` of one) as crisp PNG in ``columns[0]``, its
+    nearest real galaxy under the session's similarity in ``columns[1]``; returns the PNG (for a
+    download button) and that galaxy's row."""
+    cat, data, sim = session.catalogue, session.data, session.similarity
+    decoded = point.decode(cat)
+    rows, distances = generate.nearest_real(sim, cat, point, decoded)
+    image = png_bytes(upscale(decoded[0], display_scale(cat.model.input_size)))
     columns[0].image(image, caption=caption, output_format="PNG")
-    columns[1].image(session.thumbnail_png(row), output_format="PNG",  # already PNG: "auto" would re-encode
-                     caption=f"Nearest real galaxy: {galaxy_caption(data, row, point.distances[0])}")
-    return image
+    columns[1].image(session.thumbnail_png(rows[0]), output_format="PNG",  # already PNG: "auto" would re-encode
+                     caption=f"Nearest real galaxy ({sim.name}): {galaxy_caption(data, rows[0], distances[0])}")
+    return image, int(rows[0])
 
 
 def catalogue_gallery(session: Session, rows: Sequence[int], captions: Sequence[str], columns: int = 6,
