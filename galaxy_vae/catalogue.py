@@ -128,7 +128,7 @@ class Query:
     """One cutout looked up in a catalogue: everything a page or the CLI shows of it."""
 
     vector: np.ndarray  # (d,) its embedding (the latent mean), as it is (no rotation)
-    xy: np.ndarray  # (2,) its point on the map
+    xy: np.ndarray | None  # (2,) its point on the map; None in a pixel catalogue (never the map)
     neighbours: Neighbours  # (1, k) nearest catalogue galaxies (best over the 8 views if invariant)
     reconstruction: np.ndarray | None  # (64, 64, 3) uint8; None in a space without a decoder
     outlier: dict  # Catalogue.outlier_report's keys
@@ -329,7 +329,9 @@ class Catalogue:
         if self.decodes:
             recons, errs = reconstruct_from(self.model, vector[None], image[None])
             recon, err = recons[0], float(errs[0])
-        return Query(vector, self.projection.to_map(vector), neighbours, recon, self.outlier_report(nearest, err))
+        # a pixel catalogue is never the map (it keeps no float copy to fit one on): no map point
+        xy = None if isinstance(self.vectors, PixelRows) else self.projection.to_map(vector)
+        return Query(vector, xy, neighbours, recon, self.outlier_report(nearest, err))
 
     def neighbour_distance(self, k: int = 10) -> np.ndarray:
         """(N,) each galaxy's distance to its k-th nearest other galaxy (cached per k): how alone

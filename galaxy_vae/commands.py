@@ -102,6 +102,8 @@ def cmd_search(args) -> int:
     from galaxy_vae.paths import DENSE_AE_NAME, ENCODER_NAME, default_checkpoint
     from galaxy_vae.search import neighbour_table
 
+    if args.checkpoint:  # a file the user named is checked even when the similarity does not read it
+        load_checkpoint(args.checkpoint)
     files = similarity_files(args.checkpoint or default_checkpoint())
     key = args.similarity or ("invariant" if args.invariant else next(iter(files)))
     if key not in files:

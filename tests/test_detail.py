@@ -113,7 +113,7 @@ def test_detail_point_details_modes(tmp_path, sample):
 
 
 def test_detail_lookalikes_vary_both_codes_and_repeat_with_the_seed(tmp_path, sample, milky_way_path):
-    from galaxy_vae.images import prepare_upload
+    from galaxy_vae.cutouts import prepare_upload
 
     torch.manual_seed(3)
     model = build_model("detail_vae", SMALL)

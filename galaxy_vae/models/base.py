@@ -18,6 +18,23 @@ def deconv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size - 1) * stride - 2 * padding + kernel
 
 
+def upsampling_decoder(channels) -> nn.Sequential:
+    """The VAEs' decoder after its dense layers: one stride-2 4x4 transposed conv per step, each
+    doubling the side, (B, channels[0], s, s) -> (B, 3, 2**len(channels) s, ...) in [0, 1]."""
+    layers = []
+    for c_in, c in zip(channels, channels[1:]):  # (B, c_in, s, s) -> (B, c, 2s, 2s)
+        layers += [nn.ConvTranspose2d(c_in, c, 4, 2, 1, bias=False), nn.BatchNorm2d(c), nn.SiLU()]
+    layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1), nn.Sigmoid()]
+    return nn.Sequential(*layers)
+
+
+def class_head(latent_dim: int, hidden: int, n_classes: int) -> nn.Module:
+    """Class logits from the map latent: an MLP with ``hidden`` units, or linear when 0."""
+    if hidden:
+        return nn.Sequential(nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, n_classes))
+    return nn.Linear(latent_dim, n_classes)
+
+
 class VAEMixin:
     """What every VAE adds to the shared contract: a distribution, sampling and a class head."""
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from galaxy_vae.models.base import FoldedStacks, VAEMixin
+from galaxy_vae.models.base import FoldedStacks, VAEMixin, class_head, upsampling_decoder
 from galaxy_vae.models.registry import register
 
 
@@ -76,16 +76,8 @@ class DetailVAE(FoldedStacks, VAEMixin, nn.Module):
         c0 = cfg.dec_channels[0]
         self.dec_fc = nn.Sequential(nn.Linear(cfg.latent_dim + cfg.detail_dim, cfg.hidden), nn.SiLU(),
                                     nn.Linear(cfg.hidden, c0 * self.bottom ** 2), nn.SiLU())
-        layers = []
-        for c_in, c in zip(cfg.dec_channels, cfg.dec_channels[1:]):  # (B, c_in, s, s) -> (B, c, 2s, 2s)
-            layers += [nn.ConvTranspose2d(c_in, c, 4, 2, 1, bias=False), nn.BatchNorm2d(c), nn.SiLU()]
-        layers += [nn.ConvTranspose2d(cfg.dec_channels[-1], 3, 4, 2, 1), nn.Sigmoid()]
-        self.decoder = nn.Sequential(*layers)
-        if cfg.head_hidden:
-            self.classifier = nn.Sequential(nn.Linear(cfg.latent_dim, cfg.head_hidden), nn.SiLU(),
-                                            nn.Linear(cfg.head_hidden, cfg.n_classes))
-        else:
-            self.classifier = nn.Linear(cfg.latent_dim, cfg.n_classes)
+        self.decoder = upsampling_decoder(cfg.dec_channels)
+        self.classifier = class_head(cfg.latent_dim, cfg.head_hidden, cfg.n_classes)
 
     # --- encoding: both posteriors from one trunk ---------------------------------------------
 
