@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 from galaxy_vae.errors import GalaxyVAEError
 
@@ -102,8 +103,8 @@ def cmd_search(args) -> int:
     from galaxy_vae.paths import DENSE_AE_NAME, ENCODER_NAME, default_checkpoint
     from galaxy_vae.search import neighbour_table
 
-    if args.checkpoint:  # a file the user named is checked even when the similarity does not read it
-        load_checkpoint(args.checkpoint)
+    # a file the user named is checked (and loaded once) even when the similarity does not read it
+    named = load_checkpoint(args.checkpoint) if args.checkpoint else None
     files = similarity_files(args.checkpoint or default_checkpoint())
     key = args.similarity or ("invariant" if args.invariant else next(iter(files)))
     if key not in files:
@@ -115,7 +116,12 @@ def cmd_search(args) -> int:
     if failed:
         print("error: " + "\n".join(failed), file=sys.stderr)
         return 2
-    space = PixelSpace() if files[key] is None else ModelSpace(load_checkpoint(files[key]))
+    if files[key] is None:
+        space = PixelSpace()
+    elif named is not None and Path(named.path).resolve() == Path(files[key]).resolve():
+        space = ModelSpace(named)
+    else:
+        space = ModelSpace(load_checkpoint(files[key]))
     sim = make_similarity(key, Catalogue.open(data, space, progress=not args.json))
     results = [neighbour_table(sim.look_up(image, args.k).neighbours, data) for image in prepared]
     if args.json:

@@ -58,6 +58,15 @@ def upsample(x: torch.Tensor, size: int = CROP) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp_(0, 1)
 
 
+def at_crop(images: np.ndarray) -> np.ndarray:
+    """Decoded uint8 images (N, s, s, 3) at the 64x64 every comparison uses: the seed ConvVAE's
+    32x32 upsampled as :func:`upsample` does; others unchanged."""
+    images = np.asarray(images)
+    if images.shape[1] == CROP:
+        return images
+    return to_uint8(upsample(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)))
+
+
 def _batched(model: nn.Module, inputs: np.ndarray, step: Callable[[np.ndarray], tuple], out_shapes: tuple,
              out_dtypes: tuple, batch_size: int = BATCH, progress: bool = False, desc: str = "") -> tuple:
     """The one loop: ``step(inputs[s])`` -> arrays per batch s, written into preallocated

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from galaxy_vae.catalogue import Catalogue
-from galaxy_vae.data import CROP
+from galaxy_vae.embed import at_crop
 from galaxy_vae.errors import DataError
 
 PARALLEL_EPS = 1e-6  # angles (radians) closer than this to 0 or pi count as parallel / opposite
@@ -370,9 +370,5 @@ def nearest_real(sim, cat: Catalogue, points: LatentPoints, images: np.ndarray) 
     galaxy that looks most like it."""
     if sim.catalogue is cat and not sim.invariant:
         return points.nearest, points.distances
-    images = np.asarray(images)
-    if images.shape[1] < CROP and CROP % images.shape[1] == 0:  # the seed ConvVAE's 32 px: pixels doubled
-        f = CROP // images.shape[1]
-        images = images.repeat(f, axis=1).repeat(f, axis=2)
-    found = sim.catalogue.query_images(images, 1, sim.invariant)
+    found = sim.catalogue.query_images(at_crop(images), 1, sim.invariant)  # the ConvVAE's 32 px at 64
     return found.indices[:, 0], found.distances[:, 0]
