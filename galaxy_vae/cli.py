@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=2.0,
                    help="radius in posterior standard deviations: z = mu + sigma*e, |e| <= T (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0): same seed, same grid")
+    p.add_argument("--variety", type=float, default=1.0,
+                   help="detail VAE: how far the details vary around the picture's own, in units of how much "
+                        "real galaxies at each sampled map point differ (default 1; 0: the picture's details alone)")
     p.add_argument("--data", type=Path, default=None,
                    help="catalogue for the nearest real galaxies (default: gz1_sample.h5 in the datasets folder)")
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")

@@ -147,6 +147,7 @@ def cmd_generate(args) -> int:
     problems = [msg for bad, msg in (
         (args.n < 1, f"-n must be at least 1, not {args.n}"),
         (not 0 <= args.temperature < float("inf"), f"--temperature must be a number >= 0, not {args.temperature}"),
+        (not 0 <= args.variety < float("inf"), f"--variety must be a number >= 0, not {args.variety}"),
         (args.out.suffix.lower() != ".png", f"--out must end in .png, not {args.out.name!r}")) if bad]
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
@@ -159,12 +160,14 @@ def cmd_generate(args) -> int:
     query = prepared[0]
     ckpt = load_checkpoint(args.checkpoint)
     cat = Catalogue.open(data, ModelSpace(ckpt))
-    looks = lookalikes.sample_lookalikes(cat, query, args.n, args.temperature, args.seed)
+    looks = lookalikes.sample_lookalikes(cat, query, args.n, args.temperature, args.seed, args.variety)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(grid_png(looks.images))
     rows, cols = grid_shape(args.n)
     print(f"wrote {args.out}: {args.n} lookalikes of {args.near.name} in a {rows}x{cols} grid "
-          f"(temperature {args.temperature:g}, seed {args.seed}, {ckpt.path.name})")
+          f"(temperature {args.temperature:g}, seed {args.seed}"
+          + (f", variety {args.variety:g}" if looks.details is not None else "") + f", {ckpt.path.name}; "
+          f"they differ by {lookalikes.diversity(looks.images):.3f} rms)")
     described = zip(looks.nearest, looks.distances, looks.predicted, looks.probability)
     for i, (row, dist, label, p) in enumerate(described, 1):
         print(f"  {i:>3}  predicted {looks.class_names[label]:<20} ({p:4.0%})  nearest real galaxy "
