@@ -5,6 +5,9 @@
 One run measures every figure the issues set a goal for, at Galaxy10 size (21,785 galaxies):
 
     slider_fragment_ms_p50, full_rerun_ms_p50   pages: every script run clocked (benchmarks.timing)
+    generator_rerun_ms_p50, slider_paint_ms_p50 pages (browser run): a whole generator page run, and a
+                                                z1 key press -> the new image painted; fragment_speedup
+                                                is the generator page rerun / the fragment
     cold_start_s, rss_mb                        pages: the app process (cold start: full run only), its
                                                 catalogue persisted first (embed); cold_start_sample_s
                                                 the same on the sample itself
@@ -64,6 +67,8 @@ KEYS = (
     ("knn_1m_ms_p50", "ms", "k=12 query over 1,000,000 64-D similarity embeddings"),
     ("knn_1m_recall_at_10", "", "recall@10 of that index vs brute force"),
     ("slider_fragment_ms_p50", "ms", "generator slider: fragment server time"),
+    ("generator_rerun_ms_p50", "ms", "generator page rerun (what the fragment replaces), server time"),
+    ("slider_paint_ms_p50", "ms", "generator slider key press -> new image painted in chromium"),
     ("full_rerun_ms_p50", "ms", "map page rerun, server time"),
     ("epoch_s", "s", "one training epoch of the improved VAE"),
     ("cold_start_s", "s", "streamlit run -> map rendered in chromium, 21,785 galaxies, catalogue persisted"),
@@ -76,6 +81,7 @@ GOALS = (
     ("knn_invariant_ms_p50", "<=", 15), ("full_rerun_ms_p50", "<=", 300), ("encode_images_per_s", ">=", 5000),
     ("epoch_s", "<=", 10), ("knn_1m_ms_p50", "<=", 2), ("knn_1m_recall_at_10", ">=", 0.95),
     ("encoder_upload_search_ms_p50", "<=", 15), ("cold_start_sample_s", "<=", 3), ("rss_mb", "<=", 500),
+    ("slider_paint_ms_p50", "<=", 60),
 )
 # how many timed calls of each kind: --quick keeps the whole run under ~90 s on two busy cores
 QUICK = dict(queries=300, invariant=40, recall=30, loop=100, threads=30, reruns=5, moves=10)
@@ -158,11 +164,18 @@ def run_bench(quick: bool = False, data_path: str | Path | None = None, checkpoi
         if measured is not apptest:
             details["apptest"] = apptest
     threads = apptest.pop("app_torch_threads")
-    for key in ("slider_fragment_ms_p50", "full_rerun_ms_p50", "rss_mb", "cold_start_s"):
+    for key in ("slider_fragment_ms_p50", "generator_rerun_ms_p50", "slider_paint_ms_p50", "full_rerun_ms_p50",
+                "rss_mb", "cold_start_s"):
         if key in measured:
             results[key] = measured.pop(key)
-    if "slider_fragment_ms_p50" in results:
-        results["fragment_speedup"] = results["full_rerun_ms_p50"] / results["slider_fragment_ms_p50"]
+    if "generator_rerun_ms_p50" not in results:  # AppTest reruns the whole generator page on every move
+        results["generator_rerun_ms_p50"] = apptest["generator_page_rerun_ms_p50"]
+    if "slider_paint_ms_p50" not in results:
+        skipped["slider_paint_ms_p50"] = "a paint in chromium: needs the browser run (a full run, chromium present)"
+    if "slider_fragment_ms_p50" in results:  # what the fragment replaces: a run of its own page
+        base = results.get("generator_rerun_ms_p50", results["full_rerun_ms_p50"])
+        results["fragment_speedup"] = base / results["slider_fragment_ms_p50"]
+        details["fragment_speedup_vs_map_rerun"] = results["full_rerun_ms_p50"] / results["slider_fragment_ms_p50"]
     else:
         skipped["slider_fragment_ms_p50"] = "AppTest cannot rerun a fragment on its own: needs the browser run"
     details.update({f"pages_{k}": v for k, v in measured.items()})
@@ -245,7 +258,7 @@ def format_table(report: dict) -> str:
     """The report as a plain-text table: figures with their goals, then what was skipped, where."""
     goals = {g.split()[0]: (g.split(" ", 1)[1], v["met"]) for g, v in report["goals"].items()}
     lines = [f"{'figure':<24} {'value':>10}  {'unit':<5}  {'goal':<10} {'':<6} what", "-" * 100]
-    for key, unit, what in (*KEYS, ("fragment_speedup", "x", "full map rerun / slider fragment")):
+    for key, unit, what in (*KEYS, ("fragment_speedup", "x", "generator page rerun / slider fragment")):
         goal, met = goals.get(key, ("", None))
         value = report.get(key)
         shown = _fmt(value) if value is not None else "skipped"
