@@ -237,7 +237,7 @@ def _perceptual(cfg: TrainConfig, model: nn.Module, device: torch.device) -> nn.
         raise GalaxyVAEError("Cannot add the perceptual term", expected="the galaxy encoder's checkpoint",
                              found="no similarity.safetensors in the checkpoints folder",
                              fix="Pass --perceptual-encoder FILE or train it: train --model similarity.")
-    return perceptual_loss(path).to(device)
+    return perceptual_loss(path, cfg.perceptual_blur).to(device)
 
 
 # shown per epoch when present

@@ -87,3 +87,20 @@ def test_fine_tuning_with_the_perceptual_term_from_a_checkpoint(small_sample_pat
     err = capsys.readouterr().err
     assert code != 0 and "Cannot start from this checkpoint" in err and "--init" in err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_perceptual_blur_takes_away_the_reward_for_a_pixel_checkerboard(encoder_file, sample):
+    """A 2 px checkerboard added to a galaxy is what an unblurred term lets the decoder paint: the
+    blurred term hardly sees it, while it still sees a galaxy blurred by 3 px."""
+    from galaxy_vae.perceptual import BLUR
+
+    assert BLUR == 1.0
+    x = _galaxies(sample, 4) * 0.8 + 0.1  # off the [0, 1] edges: the board is not clipped
+    board = torch.full_like(x, -0.03)  # zero mean: a texture, not a brighter sky
+    board[..., ::2, ::2] = board[..., 1::2, 1::2] = 0.03
+    sharp, soft = perceptual_loss(encoder_file, blur=0.0), perceptual_loss(encoder_file)
+    seen_sharp, seen_soft = sharp(x + board, x).mean(), soft(x + board, x).mean()
+    assert seen_soft < 0.02 * seen_sharp, (seen_soft, seen_sharp)
+    assert soft(torch.nn.functional.avg_pool2d(x, 7, 1, 3), x).mean() > 10 * seen_soft
+    with pytest.raises(ValueError, match="blur"):
+        perceptual_loss(encoder_file, blur=-1.0)
