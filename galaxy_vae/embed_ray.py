@@ -181,6 +181,8 @@ class Embedded:
     columns: dict[str, np.ndarray]  # "vectors/<name>" (N, d), "recon_errors/<name>" (N,), "ok", "error", "image"
     shards: list[Path] = field(default_factory=list)  # the part files written
     seconds: float = 0.0  # from submitting the pipeline to the last row received (workers' start-up included)
+    first_seconds: float = 0.0  # ... to the first rows received: mostly the workers' start-up
+    first_rows: int = 0  # rows in that first batch
     duplicates: int = 0  # rows received more than once (retried work), dropped
 
     def vectors(self, name: str) -> np.ndarray:
@@ -292,7 +294,7 @@ def run(source: Source, checkpoints: list[Path], shard_dir: Path, *, workers: in
                                "batch_size": batch_size or BATCH, "threads": max(1, int(cpus_per_worker)),
                                "crash_once": str(crash_once) if crash_once else None}, **kwargs)
     start = time.perf_counter()
-    received, written = [], []
+    received, written, first = [], [], None
     with tqdm(total=n, desc=f"embedding on {workers} Ray worker(s)", unit="img", disable=not progress) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             path = shard_dir / f"part-{len(written):05d}.parquet"
@@ -300,11 +302,12 @@ def run(source: Source, checkpoints: list[Path], shard_dir: Path, *, workers: in
             received.append(batch)
             written.append(path)
             bar.update(len(batch["id"]))
+            first = first or (time.perf_counter() - start, len(batch["id"]))
     seconds = time.perf_counter() - start
     columns, duplicates = assemble(received, n)
     if duplicates:
         log.warning("%d rows arrived twice (a retried shard): one copy of each kept", duplicates)
-    return Embedded(n, columns, written, seconds, duplicates)
+    return Embedded(n, columns, written, seconds, *(first or (seconds, 0)), duplicates)
 
 
 # --- into the persisted catalogue -----------------------------------------------------------------
