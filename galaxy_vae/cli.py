@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--num-cpus", type=float, default=1, help="CPUs per actor, and its torch threads (default 1)")
     ray.add_argument("--num-gpus", type=float, default=0, help="GPUs per actor (default 0; e.g. 1, or 0.5 to share)")
     ray.add_argument("--address", default=None,
-                     help="a running Ray cluster, e.g. ray://head:10001 (default: $RAY_ADDRESS, else a local Ray)")
+                     help="a running Ray cluster, e.g. HEAD:6379 (default: $RAY_ADDRESS, else a local Ray instance)")
     ray.add_argument("--shards", type=Path, default=None,
                      help="folder for the Parquet shards of the embeddings (default: .catalogue/<dataset>/embed_ray "
                           "beside the dataset)")
