@@ -80,6 +80,20 @@ def test_embed_ray_shards_read_back_as_written(tmp_path):
         np.testing.assert_array_equal(back[key], values)
 
 
+def test_embed_ray_shard_reads_are_the_rows_the_app_opens(sample, tmp_path):
+    """A Galaxy10 SDSS file: the challenge's rows, and one shard of them read as open_for_search holds them."""
+    from galaxy_vae.data import CHALLENGE_KEEP, GALAXY10_SDSS_CLASSES
+    from galaxy_vae.hdf5 import read_rows, search_rows
+
+    labels = np.arange(60) % 10
+    path = write_dataset(tmp_path / "g10.h5", sample.images[:60], labels, sample.ids[:60], GALAXY10_SDSS_CLASSES, "t")
+    rows = search_rows(path)
+    assert rows.tolist() == [i for i in range(60) if labels[i] in CHALLENGE_KEEP]
+    assert search_rows(path, challenge=False).tolist() == list(range(60))
+    shown = open_for_search(path)
+    np.testing.assert_array_equal(read_rows(path, rows[5:20]), shown.images[5:20])
+
+
 def test_embed_ray_local_engine_refuses_a_folder(tmp_path, capsys):
     assert main(["embed", "--data", str(tmp_path)]) == 2
     assert "--engine ray" in capsys.readouterr().err
@@ -91,11 +105,12 @@ def test_embed_ray_local_engine_refuses_a_folder(tmp_path, capsys):
 def local_ray():
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # before init: the local instance never phones home
-    os.environ.setdefault("PYTHONPATH", str(ROOT))  # workers import this checkout's galaxy_vae
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")  # before init: the local instance never phones home
+        env.setenv("PYTHONPATH", os.environ.get("PYTHONPATH") or str(ROOT))  # workers import this checkout
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        yield ray
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
