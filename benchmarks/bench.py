@@ -15,6 +15,8 @@ One run measures every figure the issues set a goal for, at Galaxy10 size (21,78
     knn_ms_p50/_p95, knn_invariant_ms_p50       compute
     knn_1m_ms_p50, knn_1m_recall_at_10          compute: 1M similarity embeddings, faiss HNSW + exact re-rank
     epoch_s                                     compute (full run only)
+    embed_ray_images_per_s                      compute: embed --engine ray on the dataset file, a local Ray
+                                                instance, one actor per core (full run only; needs ray)
 
 The pages run first, as the app runs them (``pages`` says how each is clocked: a real
 `streamlit run` driven by headless chromium in a full run, AppTest with --quick or without a
@@ -74,6 +76,7 @@ KEYS = (
     ("cold_start_s", "s", "streamlit run -> map rendered in chromium, 21,785 galaxies, catalogue persisted"),
     ("cold_start_sample_s", "s", "the same on the 6,664-galaxy sample"),
     ("rss_mb", "MiB", "peak memory of the app process, 21,785 galaxies"),
+    ("embed_ray_images_per_s", "img/s", "embed --engine ray, galaxy encoder, a Ray actor per core, start-up included"),
 )
 # (key, comparison, target): the goals of issues 3-6
 GOALS = (
@@ -138,7 +141,7 @@ def run_bench(quick: bool = False, data_path: str | Path | None = None, checkpoi
     skipped: dict = {}
     if quick:
         skipped.update(epoch_s="skipped with --quick", cold_start_s="skipped with --quick",
-                       cold_start_sample_s="skipped with --quick")
+                       cold_start_sample_s="skipped with --quick", embed_ray_images_per_s="skipped with --quick")
 
     with tempfile.TemporaryDirectory(prefix="galaxy_vae_bench_") as tmp:
         folder = Path(tmp)
@@ -221,6 +224,13 @@ def run_bench(quick: bool = False, data_path: str | Path | None = None, checkpoi
     details.update(compute.measure_threads(ckpt, tiled.images[:n["threads"]],
                                                  batch=None if quick else tiled.images[:4096]))
     del cat, tiled
+    if not quick:
+        found, reason = ray_embedding(data, encoder_checkpoint(), progress)
+        if found:
+            results["embed_ray_images_per_s"] = found.pop("embed_ray_images_per_s")
+            details.update(found)
+        else:
+            skipped["embed_ray_images_per_s"] = reason
 
     if not quick:
         progress(f"training the improved VAE for one epoch over {len(data):,} galaxies (torch's default threads)")
@@ -237,6 +247,19 @@ def run_bench(quick: bool = False, data_path: str | Path | None = None, checkpoi
             "goals": check_goals(results), "machine": machine,
             "dataset": describe_dataset(data), "details": details, "quick": quick,
             "seconds": time.perf_counter() - started}
+
+
+def ray_embedding(data, encoder: Path | None, progress: Callable[[str], None]) -> tuple[dict | None, str]:
+    """compute.measure_ray_embedding on the dataset file, or (None, why it cannot be measured)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return None, "ray is not installed (pip install galaxy_vae[scale])"
+    if encoder is None or data.path is None:
+        return None, "needs similarity.safetensors in the checkpoints folder and a dataset file"
+    progress(f"embedding {len(data):,} galaxies on a local Ray instance (embed --engine ray), 1 and "
+             f"{os.cpu_count()} actor(s)")
+    return compute.measure_ray_embedding(data.path, encoder, workers=sorted({1, os.cpu_count() or 1})), ""
 
 
 def describe_dataset(data) -> dict:

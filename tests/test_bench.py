@@ -31,11 +31,13 @@ def report(sample_path):
 
 def test_bench_quick_reports_every_figure_or_why_not(report):
     skipped = report["skipped"]
-    expected = {"epoch_s", "cold_start_s", "cold_start_sample_s", "slider_fragment_ms_p50", "slider_paint_ms_p50"}
+    expected = {"epoch_s", "cold_start_s", "cold_start_sample_s", "slider_fragment_ms_p50", "slider_paint_ms_p50",
+                "embed_ray_images_per_s"}
     if encoder_checkpoint() is None:  # the encoder's upload search needs the shipped encoder
         expected.add("encoder_upload_search_ms_p50")
     assert set(skipped) == expected, skipped
     assert "--quick" in skipped["epoch_s"] and "--quick" in skipped["cold_start_s"]
+    assert "--quick" in skipped["embed_ray_images_per_s"]
     assert "fragment" in skipped["slider_fragment_ms_p50"]
     for key, _, _ in KEYS:
         if key in skipped:
