@@ -85,6 +85,16 @@ class PerceptualLoss(nn.Module):
         return total * x[0].numel()
 
 
+def checkerboard(x: torch.Tensor) -> torch.Tensor:
+    """The 2 px checkerboard component of images (B, C, S, S) -> (B, C, S/2, S/2): each 2x2 block's
+    (a - b - c + d) / 4, the pattern a stride-2 transposed convolution paints when pushed to be
+    sharp. Real cutouts have it only as sky noise; ``checkerboard_weight`` in training penalises its
+    energy in reconstructions (the term ``checkerboard``: summed squares, averaged over the batch)."""
+    s = x.shape[-1] - x.shape[-1] % 2
+    x = x[..., :s, :s]
+    return (x[..., ::2, ::2] - x[..., 1::2, ::2] - x[..., ::2, 1::2] + x[..., 1::2, 1::2]) / 4
+
+
 def perceptual_loss(checkpoint: str | Path, blur: float = BLUR) -> PerceptualLoss:
     """The perceptual loss over the galaxy encoder in ``checkpoint`` (a similarity checkpoint)."""
     from galaxy_vae.checkpoints import load_checkpoint

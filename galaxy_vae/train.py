@@ -3,6 +3,7 @@
     loss = recon + beta * kl + class_weight * cls        (VAEs; the dense AE has recon only)
          + detail_beta * kl_detail                        (the detail VAE)
          + perceptual_weight * perceptual                 (when set: galaxy_vae.perceptual)
+         + checkerboard_weight * checkerboard             (when set: the decoder's 2 px texture)
 
 - ``recon``: squared error summed over the pixels of an image, averaged over the batch.
 - ``kl``: KL(q(z|x) || N(0, I)) summed over latent dimensions, averaged over the batch (>= 0).
@@ -82,6 +83,11 @@ def compute_losses(model: nn.Module, out: dict[str, torch.Tensor], x: torch.Tens
     if perceptual is not None and cfg.perceptual_weight > 0:
         terms["perceptual"] = perceptual(out["recon"], x).mean()
         loss = loss + cfg.perceptual_weight * terms["perceptual"]
+    if cfg.checkerboard_weight > 0:
+        from galaxy_vae.perceptual import checkerboard
+
+        terms["checkerboard"] = checkerboard(out["recon"]).pow(2).flatten(1).sum(1).mean()
+        loss = loss + cfg.checkerboard_weight * terms["checkerboard"]
     terms.update(kl=kl, cls=cls, loss=loss)
     return terms
 
@@ -241,7 +247,7 @@ def _perceptual(cfg: TrainConfig, model: nn.Module, device: torch.device) -> nn.
 
 
 # shown per epoch when present
-SUMMARY_KEYS = ("loss", "mse", "kl", "kl_detail", "cls", "perceptual", "macro_precision_at_10")
+SUMMARY_KEYS = ("loss", "mse", "kl", "kl_detail", "cls", "perceptual", "checkerboard", "macro_precision_at_10")
 
 
 def _epoch_summary(record: dict, epochs: int) -> str:

@@ -104,3 +104,25 @@ def test_perceptual_blur_takes_away_the_reward_for_a_pixel_checkerboard(encoder_
     assert soft(torch.nn.functional.avg_pool2d(x, 7, 1, 3), x).mean() > 10 * seen_soft
     with pytest.raises(ValueError, match="blur"):
         perceptual_loss(encoder_file, blur=-1.0)
+
+
+def test_checkerboard_term_is_the_2px_pattern_energy_of_the_reconstruction(sample):
+    from galaxy_vae.configs import default_config
+    from galaxy_vae.perceptual import checkerboard
+    from galaxy_vae.train import compute_losses
+
+    board = torch.zeros(1, 3, 4, 4)
+    board[..., ::2, ::2] = board[..., 1::2, 1::2] = 1.0
+    assert torch.allclose(checkerboard(board), torch.full((1, 3, 2, 2), 0.5))
+    assert torch.equal(checkerboard(torch.ones(2, 3, 6, 6)), torch.zeros(2, 3, 3, 3))
+    torch.manual_seed(0)
+    model = build_model("detail_vae", SMALL_DETAIL).eval()
+    x = _galaxies(sample, 4)
+    y = torch.from_numpy(sample.labels[:4])
+    out = model(x)
+    plain = compute_losses(model, out, x, y, default_config("detail_vae"))
+    cfg = default_config("detail_vae", checkerboard_weight=100.0)
+    terms = compute_losses(model, out, x, y, cfg)
+    energy = checkerboard(out["recon"]).pow(2).flatten(1).sum(1).mean()
+    assert "checkerboard" not in plain and torch.allclose(terms["checkerboard"], energy)
+    assert torch.allclose(terms["loss"], plain["loss"] + 100.0 * energy)
