@@ -16,10 +16,10 @@ Above LARGE_MAP galaxies (survey scale: 240,000 is Galaxy Zoo 2) a WebGL point p
 heavy for the browser: each draw of 240,000 points costs chromium ~1.2 s on a CPU, and a page load
 or a click draws the map twice. The pages then pass :class:`MapLayers`, built once per catalogue:
 every galaxy counted into a class-coloured density image (:func:`raster.density_map`) drawn under
-the points, and as points only one galaxy per cell of a fine grid (the one nearest the cell's
-centre), compact (float32 coordinates, int32 rows, no per-point text). Each point is still one
-exact galaxy: a click selects its row; neighbours, rings and box or lasso selections use every
-galaxy of the catalogue, drawn as points or not.
+the points, and as points only one galaxy per cell of a fine grid (:func:`generate.cell_sample_rows`:
+~4,000 at 240,000), compact (float32 coordinates, int32 rows, no per-point text). Each point is
+still one exact galaxy: a click selects its row; neighbours, rings and box or lasso selections use
+every galaxy of the catalogue, drawn as points or not.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def compact_galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: 
 def large_map_layers(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str], rows: np.ndarray,
                      density: str, extent: Sequence[float]) -> MapLayers:
     """:class:`MapLayers` of a large map: ``rows`` (the galaxies drawn as points, e.g.
-    :func:`generate.real_grid_rows` over a MAP_CELLS grid) and the ``density`` image over ``extent``."""
+    :func:`generate.cell_sample_rows` over a MAP_CELLS grid) and the ``density`` image over ``extent``."""
     traces = compact_galaxy_traces(latents, labels, class_names, rows, size=3, opacity=0.8)
     return MapLayers(traces, density, tuple(float(v) for v in extent), len(rows), len(latents))
 

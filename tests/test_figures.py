@@ -152,8 +152,7 @@ def test_figures_a_large_map_is_a_density_image_under_one_exact_galaxy_per_cell(
     """MapLayers: every galaxy in the density image, the representatives as points that each carry
     their own row at their own place; highlights still ring any galaxy, drawn as a point or not."""
     extent = generate.map_extent(sample_map)
-    grid = generate.real_grid_rows(sample_map, extent, figures.MAP_CELLS)
-    rows = np.sort(grid[grid >= 0])
+    rows = generate.cell_sample_rows(sample_map, extent, figures.MAP_CELLS)
     density = raster.data_uri(raster.density_map(sample_map, sample.labels, sample.class_names, extent))
     layers = figures.large_map_layers(sample_map, sample.labels, sample.class_names, rows, density, extent)
     assert layers.shown == len(rows) < len(sample) == layers.total

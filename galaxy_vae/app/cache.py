@@ -19,7 +19,7 @@ from galaxy_vae.configs import SIMILARITY_NAMES
 from galaxy_vae.data import CROP, GalaxyData, model_view
 from galaxy_vae.extent import catalogue_extent
 from galaxy_vae.figures import LARGE_MAP, MAP_CELLS, MapLayers, large_map_layers
-from galaxy_vae.generate import latent_grid_points, map_extent, real_grid_rows
+from galaxy_vae.generate import cell_sample_rows, latent_grid_points, map_extent, real_grid_rows
 from galaxy_vae.hdf5 import open_for_search
 from galaxy_vae.lookalikes import Ranking, make_similarity, rank_all, similarity_files
 from galaxy_vae.paths import frames_dir, large_map_rows
@@ -131,13 +131,12 @@ def _raster_map(data_key: tuple, ckpt_key: tuple) -> tuple[np.ndarray, tuple]:
 @st.cache_resource(show_spinner="Drawing the map's density…", max_entries=4)
 def _map_layers(data_key: tuple, ckpt_key: tuple) -> MapLayers:
     """A large catalogue's map layers (:class:`figures.MapLayers`), built once: the density of every
-    galaxy as a PNG, and as points the galaxy nearest the centre of each cell of a MAP_CELLS grid."""
+    galaxy as a PNG, and as points one galaxy of each occupied cell of a MAP_CELLS grid."""
     cat = _model_catalogue(data_key, ckpt_key)
     extent = map_extent(cat.map_xy)
-    rows = real_grid_rows(cat.map_xy, extent, MAP_CELLS)
+    rows = cell_sample_rows(cat.map_xy, extent, MAP_CELLS)
     density = data_uri(density_map(cat.map_xy, cat.data.labels, cat.data.class_names, extent))
-    return large_map_layers(cat.map_xy, cat.data.labels, cat.data.class_names, np.sort(rows[rows >= 0]),
-                            density, extent)
+    return large_map_layers(cat.map_xy, cat.data.labels, cat.data.class_names, rows, density, extent)
 
 
 def _key(path: Path | None) -> tuple | None:
