@@ -21,6 +21,11 @@ up on one latent -- with ids made unique.
     knn_1m_recall_at_10      its top 10 against brute force (search.knn) over the same million
     knn_1m_2d_*              (details) the same over the 2-D model latent: the exact KD-tree
     knn_64d_*, knn_pixel_*   (details, full run) the brute-force path: a 64-D latent, raw pixels
+    embed_ray_images_per_s   embed_ray.run (``embed --engine ray``) over the dataset file with the galaxy
+                             encoder, one actor per core (1 CPU, 1 torch thread each), from submitting the
+                             pipeline to the last row received (actors' start-up included); the details
+                             give 1 actor, the rate after the first rows arrived, and encode_images in
+                             this process over the same galaxies
     epoch_s                  train.fit for one epoch over the whole sample; the epoch's own clock
                              (history[0]["seconds"]: the training steps, not the validation after)
 
@@ -291,3 +296,45 @@ def measure_epoch(checkpoint: Checkpoint, data: GalaxyData, seed: int = 0) -> di
     result = fit(model, data, data.take(val), default_config("galaxy_vae", epochs=1, seed=seed), progress=False)
     return {"epoch_s": result.history[0]["seconds"], "epoch_images": len(data),
             "epoch_model": "galaxy_vae" + ("" if name == "galaxy_vae" else " (default config)")}
+
+
+# --- the ray engine -------------------------------------------------------------------------------
+
+def measure_ray_embedding(path, encoder_path, workers: Sequence[int] = (1, 2)) -> dict:
+    """``embed --engine ray``'s throughput over the dataset file ``path`` with the galaxy encoder
+    on a local Ray instance (every core), for each number of ``workers`` (1 CPU each), next to the
+    single-process path (encode_images, torch's default threads) over the same galaxies."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from galaxy_vae import embed_ray
+    from galaxy_vae.checkpoints import load_checkpoint
+    from galaxy_vae.hdf5 import open_for_search
+
+    ray = embed_ray.require_ray()
+    started_here = not ray.is_initialized()
+    embed_ray.start_ray(num_cpus=os.cpu_count())
+    out: dict = {}
+    try:
+        source = embed_ray.hdf5_source(path)
+        with tempfile.TemporaryDirectory(prefix="galaxy_vae_ray_") as tmp:
+            for w in workers:
+                result = embed_ray.run(source, [Path(encoder_path)], Path(tmp) / f"w{w}", workers=w, progress=False)
+                rate = result.n / result.seconds
+                steady = (result.n - result.first_rows) / max(result.seconds - result.first_seconds, 1e-9)
+                out.update({f"embed_ray_{w}_workers_images_per_s": rate,
+                            f"embed_ray_{w}_workers_after_first_rows_images_per_s": steady,
+                            f"embed_ray_{w}_workers_first_rows_s": result.first_seconds})
+    finally:
+        if started_here:
+            ray.shutdown()
+    images = open_for_search(path).images
+    model = load_checkpoint(encoder_path).model
+    encode_images(model, images[:256])  # warm-up
+    start = time.perf_counter()
+    encode_images(model, images)
+    out["embed_single_process_images_per_s"] = len(images) / (time.perf_counter() - start)
+    out["embed_ray_images"] = len(images)
+    out["embed_ray_images_per_s"] = out[f"embed_ray_{max(workers)}_workers_images_per_s"]
+    return out

@@ -10,6 +10,10 @@ from there, so both are clocked the same way:
                             galaxies, nothing selected, after the first (cold) run
     slider_fragment_ms_p50  a rerun of the generator's free-decoding fragment alone
                             (slider values -> decode -> nearest galaxy -> small map)
+    generator_rerun_ms_p50  a whole run of the generator page (its grid-size slider, outside any
+                            fragment): what the fragment saves on each slider move
+    slider_paint_ms_p50     (server driver) z1 arrow key -> the new decoded image decoded and painted
+                            in chromium (two animation frames after its <img> changed)
 
 The app serves a temporary data folder ($GALAXY_VAE_DATA) holding only the tiled 21,785-galaxy
 file (:func:`write_tiled_folder`); data/ is never written. Two drivers:
@@ -204,6 +208,36 @@ def _press_and_wait(page, slider_name: str, records: Path, page_name: str, fragm
     return trips
 
 
+# the decoded image of the generator's free decoding: its <img> (Streamlit captions an image below it)
+DECODED_IMG_JS = """() => { for (const el of document.querySelectorAll('[data-testid="stImage"]')) {
+    if ((el.innerText || '').startsWith('Decoded at')) { const img = el.querySelector('img');
+        return img ? img.src : null; } } return null; }"""
+
+
+def _press_and_paint(page, slider_name: str, presses: int) -> list[float]:
+    """Slider move -> new image painted: press an arrow key on ``slider_name`` and clock until the
+    decoded image's <img> holds a new picture, fully decoded, and the browser has painted a frame
+    with it (two animation frames later). Returns ms per press."""
+    from tests import browser
+
+    thumb = page.get_by_role("slider", name=slider_name)
+    painted = []
+    for i in range(presses):
+        before = page.evaluate(DECODED_IMG_JS)
+        start = time.perf_counter()
+        thumb.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+        page.wait_for_function(
+            """(before) => { for (const el of document.querySelectorAll('[data-testid="stImage"]')) {
+                   if (!(el.innerText || '').startsWith('Decoded at')) continue;
+                   const img = el.querySelector('img');
+                   return !!img && img.src !== before && img.complete && img.naturalWidth > 0; }
+               return false; }""", arg=before, timeout=120e3, polling="raf")
+        page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        painted.append((time.perf_counter() - start) * 1e3)
+        browser.wait_idle(page, 120)
+    return painted
+
+
 def measure_pages_server(folder: Path, map_reruns: int = 8, moves: int = 15) -> dict:
     """cold_start_s, rss_mb and the page timings from `streamlit run` driven by headless chromium.
     Raises browser.BrowserUnavailable when chromium or playwright is missing."""
@@ -226,10 +260,16 @@ def measure_pages_server(folder: Path, map_reruns: int = 8, moves: int = 15) -> 
         since = len(timing.read(records, "generator", True))
         slider_trips = _press_and_wait(gen, "z₁", records, "generator", True, moves)
         fragments = timing.read(records, "generator", True)[since:]
+        paints = _press_and_paint(gen, "z₁", moves)
+        gen.get_by_role("tab", name="Manifold grid").click()  # a slider outside any fragment: the whole page runs
+        since = len(timing.read(records, "generator", False))
+        _press_and_wait(gen, "Grid size (n x n)", records, "generator", False, map_reruns)
+        page_runs = timing.read(records, "generator", False)[since:]
         out["rss_mb_after_generator"] = app.peak_rss_mb()
     out.update(summarise(first, reruns, [], fragments))
     out.update(map_roundtrip_ms_p50=_median(map_trips), slider_roundtrip_ms_p50=_median(slider_trips),
-               driver="streamlit run + headless chromium")
+               slider_paint_ms_p50=_median(paints), slider_paint_ms_p95=float(np.percentile(paints, 95)),
+               generator_rerun_ms_p50=_median(page_runs), driver="streamlit run + headless chromium")
     return out
 
 

@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=2.0,
                    help="radius in posterior standard deviations: z = mu + sigma*e, |e| <= T (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0): same seed, same grid")
+    p.add_argument("--variety", type=float, default=1.0,
+                   help="detail VAE: how far the details vary around the picture's own, in units of how much "
+                        "real galaxies at each sampled map point differ (default 1; 0: the picture's details alone)")
     p.add_argument("--data", type=Path, default=None,
                    help="catalogue for the nearest real galaxies (default: gz1_sample.h5 in the datasets folder)")
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
@@ -159,13 +162,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="encode every galaxy of a dataset into the persisted catalogue the app reads "
                                      "(or, with --out, export the latents)", parents=[model])
-    p.add_argument("--data", type=Path, required=True, help="dataset (HDF5)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="dataset (HDF5); with --engine ray also a folder of cutouts (with --labels)")
     p.add_argument("--out", type=Path, default=None,
                    help="export the latents instead: .csv (id,label,z0,z1,...) or .npy (N x d float32)")
     p.add_argument("--pixels", action="store_true",
                    help="also the raw-pixel baseline's outlier thresholds (slow: every pair of galaxies compared)")
     _all_classes(p)
     p.add_argument("--batch-size", type=int, default=None, help="images per model call (default 256)")
+    ray = p.add_argument_group("the ray engine (pip install galaxy_vae[scale])")
+    ray.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local: this process (default); ray: Ray Data, shards of the dataset encoded by a pool "
+                          "of actors on the local machine or the cluster at --address")
+    ray.add_argument("--workers", type=int, default=1, help="actors, each holding the models (default 1)")
+    ray.add_argument("--num-cpus", type=float, default=1, help="CPUs per actor, and its torch threads (default 1)")
+    ray.add_argument("--num-gpus", type=float, default=0, help="GPUs per actor (default 0; e.g. 1, or 0.5 to share)")
+    ray.add_argument("--address", default=None,
+                     help="a running Ray cluster, e.g. HEAD:6379 (default: $RAY_ADDRESS, else a local Ray instance)")
+    ray.add_argument("--shards", type=Path, default=None,
+                     help="folder for the Parquet shards of the embeddings (default: .catalogue/<dataset>/embed_ray "
+                          "beside the dataset)")
+    ray.add_argument("--labels", type=Path, default=None, help="a folder's id,label CSV, as for import")
+    ray.add_argument("--class-names", nargs="+", metavar="NAME", help="a folder's class names, as for import")
+    ray.add_argument("--no-crop", action="store_true",
+                     help="a folder's pictures are framed like Galaxy10, as for import")
+    ray.add_argument("--dataset-out", type=Path, default=None,
+                     help="a folder's dataset file, written from the cutouts read (default: FOLDER.h5 beside it)")
     p.set_defaults(func=commands.cmd_embed)
     return parser
 

@@ -147,6 +147,7 @@ def cmd_generate(args) -> int:
     problems = [msg for bad, msg in (
         (args.n < 1, f"-n must be at least 1, not {args.n}"),
         (not 0 <= args.temperature < float("inf"), f"--temperature must be a number >= 0, not {args.temperature}"),
+        (not 0 <= args.variety < float("inf"), f"--variety must be a number >= 0, not {args.variety}"),
         (args.out.suffix.lower() != ".png", f"--out must end in .png, not {args.out.name!r}")) if bad]
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
@@ -159,12 +160,14 @@ def cmd_generate(args) -> int:
     query = prepared[0]
     ckpt = load_checkpoint(args.checkpoint)
     cat = Catalogue.open(data, ModelSpace(ckpt))
-    looks = lookalikes.sample_lookalikes(cat, query, args.n, args.temperature, args.seed)
+    looks = lookalikes.sample_lookalikes(cat, query, args.n, args.temperature, args.seed, args.variety)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(grid_png(looks.images))
     rows, cols = grid_shape(args.n)
     print(f"wrote {args.out}: {args.n} lookalikes of {args.near.name} in a {rows}x{cols} grid "
-          f"(temperature {args.temperature:g}, seed {args.seed}, {ckpt.path.name})")
+          f"(temperature {args.temperature:g}, seed {args.seed}"
+          + (f", variety {args.variety:g}" if looks.details is not None else "") + f", {ckpt.path.name}; "
+          f"they differ by {lookalikes.diversity(looks.images):.3f} rms)")
     described = zip(looks.nearest, looks.distances, looks.predicted, looks.probability)
     for i, (row, dist, label, p) in enumerate(described, 1):
         print(f"  {i:>3}  predicted {looks.class_names[label]:<20} ({p:4.0%})  nearest real galaxy "
@@ -306,6 +309,12 @@ def _print_realism(r: dict) -> None:
 
 
 def cmd_embed(args) -> int:
+    if args.engine == "ray":
+        return _embed_ray(args)
+    if args.data.is_dir():
+        raise GalaxyVAEError(f"Cannot embed the folder {args.data} here", expected="an HDF5 dataset file",
+                             found="a folder", fix="Pass --engine ray (with --labels), or import the folder first: "
+                                                   "python -m galaxy_vae import FOLDER --labels CSV --out FILE.h5.")
     if args.out is None:
         return _embed_catalogues(args)
     import numpy as np
@@ -358,4 +367,60 @@ def _embed_catalogues(args) -> int:
         state = "rebuilt" if cat.store and cat.store.rebuilt else "checked and completed"
         print(f"{space.label}: {len(cat):,} galaxies, {state} in {time.perf_counter() - start:.1f} s "
               f"({cat.index.method} index) -> {where}")
+    return 0
+
+
+def _embed_ray(args) -> int:
+    """``embed --engine ray``: the same persisted catalogue, its encoding spread over Ray actors
+    (:mod:`galaxy_vae.embed_ray`); a folder of cutouts is read, framed and written as ``import`` would."""
+    import numpy as np
+
+    from galaxy_vae import embed_ray
+    from galaxy_vae.catalogue import Catalogue, PixelSpace
+    from galaxy_vae.hdf5 import open_for_search
+    from galaxy_vae.lookalikes import similarity_files
+    from galaxy_vae.paths import default_checkpoint
+    from galaxy_vae.store import FOLDER
+
+    problems = [msg for bad, msg in (
+        (args.out is not None, "--out exports with the local engine; the ray engine writes Parquet shards (--shards)"),
+        (args.workers < 1, f"--workers must be at least 1, not {args.workers}"),
+        (not args.num_cpus > 0, f"--num-cpus must be above 0, not {args.num_cpus}"),
+        (not args.num_gpus >= 0, f"--num-gpus must be 0 or more, not {args.num_gpus}"),
+        (args.data.is_dir() and args.labels is None, f"{args.data} is a folder: pass its id,label CSV with --labels"),
+    ) if bad]
+    if problems:
+        print("error: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    challenge = not args.all_classes
+    checkpoints = sorted({p for p in similarity_files(args.checkpoint or default_checkpoint()).values() if p})
+    if args.data.is_dir():
+        source, pictures = embed_ray.folder_source(args.data, args.labels, args.class_names, not args.no_crop)
+        dataset = args.dataset_out or args.data.parent / f"{args.data.name}.h5"
+    else:
+        source, dataset = embed_ray.hdf5_source(args.data, challenge), args.data
+    embed_ray.start_ray(args.address)
+    shard_dir = args.shards or dataset.parent / FOLDER / dataset.stem / "embed_ray"
+    result = embed_ray.run(source, checkpoints, shard_dir, workers=args.workers, cpus_per_worker=args.num_cpus,
+                           gpus_per_worker=args.num_gpus, batch_size=args.batch_size)
+    print(f"embedded {result.n:,} galaxies with {', '.join(p.name for p in checkpoints)} on {args.workers} Ray "
+          f"worker(s) in {result.seconds:.1f} s ({result.n / result.seconds:,.0f} images/s); "
+          f"{len(result.shards)} shards in {shard_dir}")
+    file_rows = None
+    if source.is_folder:
+        ok = result.columns["ok"]
+        for path, error in zip(pictures.files, result.columns["error"]):
+            if error:
+                print(f"skipped unreadable {path.name}: {error}", file=sys.stderr)
+        embed_ray.write_folder_dataset(result, pictures, dataset)
+        file_rows = np.flatnonzero(ok)
+        print(f"wrote {int(ok.sum())} galaxies to {dataset} ({len(ok) - int(ok.sum())} unreadable, "
+              f"{len(pictures.unlabelled)} unlabelled skipped)")
+    cats = embed_ray.persist(result, dataset, checkpoints, file_rows, challenge)
+    if args.pixels:
+        cats.append(Catalogue.open(open_for_search(dataset, challenge=challenge, mapped=True), PixelSpace(), True))
+        cats[-1].persist_all(progress=True)
+    for cat in cats:
+        where = cat.store.folder if cat.store else "memory only (the dataset's folder cannot be written)"
+        print(f"{cat.space.label}: {len(cat):,} galaxies ({cat.index.method} index) -> {where}")
     return 0

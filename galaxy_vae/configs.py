@@ -39,6 +39,15 @@ class TrainConfig:
     temperature: float = setting(0.1, "similarity encoder: temperature of the supervised contrastive loss")
     instance_weight: float = setting(0.0, "similarity encoder: weight of the instance term (the other view of "
                                           "the same galaxy as the only positive)")
+    perceptual_weight: float = setting(0.0, "VAEs: weight of the perceptual term, the reconstruction's distance to "
+                                            "the image in the galaxy encoder's feature maps (galaxy_vae.perceptual)")
+    perceptual_blur: float = setting(1.0, "Gaussian sigma (px) both images are blurred by before the perceptual term "
+                                          "compares them: no reward for pixel-scale texture (0: none)")
+    checkerboard_weight: float = setting(0.0, "VAEs: weight of the reconstructions' 2 px checkerboard energy "
+                                              "(galaxy_vae.perceptual.checkerboard), against decoder texture")
+    perceptual_encoder: str | None = setting(None, "the galaxy encoder checkpoint the perceptual term reads "
+                                                   "(default: the shipped similarity.safetensors)")
+    init: str | None = setting(None, "start from this checkpoint's weights (same model and config): fine-tuning")
 
 
 @dataclass

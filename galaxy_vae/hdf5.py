@@ -266,6 +266,30 @@ def write_dataset(path: str | Path, images: np.ndarray, labels: np.ndarray, ids:
     return path
 
 
+def search_rows(path: str | Path, challenge: bool = True) -> np.ndarray:
+    """The rows of the file :func:`open_for_search` keeps, in order (N,) int64: the challenge's
+    face-on classes of Galaxy10 SDSS, else every row. Read from the labels only."""
+    info = inspect_dataset(path)
+    if challenge and info.class_names == GALAXY10_SDSS_CLASSES:
+        return np.flatnonzero(np.isin(info.labels, CHALLENGE_KEEP)).astype(np.int64)
+    return np.arange(info.n, dtype=np.int64)
+
+
+def read_rows(path: str | Path, rows: np.ndarray, size: int = STORED_SIZE) -> np.ndarray:
+    """Images of the file's ``rows`` (sorted, e.g. one shard of :func:`search_rows`) at ``size``:
+    uint8 (len(rows), size, size, 3), resized as :func:`open_dataset` resizes. The span from the
+    first to the last row is read in one go, so a shard costs one contiguous read."""
+    path, rows = Path(path), np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return np.empty((0, size, size, 3), dtype=np.uint8)
+    try:
+        with _opened(path) as f:
+            block = f["images"][int(rows[0]):int(rows[-1]) + 1][rows - rows[0]]
+    except H5PY_ERRORS as exc:
+        raise _damaged(path, exc) from exc
+    return block if block.shape[1] == size else resize_images(block, size)
+
+
 def open_for_search(path: str | Path, challenge: bool = True, mapped: bool = False) -> GalaxyData:
     """A dataset as the app and the CLI search it: Galaxy10 SDSS reduced to the challenge's six
     face-on classes unless ``challenge`` is False; any other dataset as it is. ``mapped``: images
@@ -277,7 +301,7 @@ def open_for_search(path: str | Path, challenge: bool = True, mapped: bool = Fal
         return challenge_subset(data)
     from galaxy_vae.store import mapped_copy, release
 
-    keep = np.flatnonzero(np.isin(data.labels, CHALLENGE_KEEP))  # rows select_classes keeps, in order
+    keep = search_rows(path)  # the rows select_classes keeps, in order
 
     def fill(out: np.ndarray, chunk: int = 1024) -> None:
         for start in range(0, len(keep), chunk):

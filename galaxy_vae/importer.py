@@ -69,38 +69,46 @@ def read_labels(csv_path: str | Path) -> dict[str, int]:
     return labels
 
 
-def _cutout(args: tuple[str, bool]) -> tuple[str, np.ndarray | None, str]:
-    """Decode one file (runs in a worker process): (name, cutout or None, error message)."""
-    path, galaxy_zoo_frame = args
+def cutout_file(path: str | Path, galaxy_zoo_frame: bool = True) -> tuple[np.ndarray | None, str]:
+    """One picture file cut out as the import does (the Galaxy10 crop, or only resized with
+    ``galaxy_zoo_frame`` off): (uint8 (69, 69, 3), "") or (None, why it could not be read)."""
     try:
         img = decode_image(path)
-        arr = galaxy10_cutout(img) if galaxy_zoo_frame else square_cutout(img, STORED_SIZE)
-        return path, arr, ""
+        return (galaxy10_cutout(img) if galaxy_zoo_frame else square_cutout(img, STORED_SIZE)), ""
     except GalaxyVAEError as exc:
-        return path, None, str(exc)
+        return None, str(exc)
     except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for broken or foreign files
-        return path, None, f"{type(exc).__name__}: {exc}"
+        return None, f"{type(exc).__name__}: {exc}"
 
 
-def import_folder(folder: str | Path, labels_csv: str | Path, out: str | Path,
-                  class_names: Sequence[str] | None = None, *, galaxy_zoo_frame: bool = True,
-                  source: str | None = None, workers: int | None = None,
-                  progress: bool = True) -> ImportReport:
-    """Build a dataset from ``folder`` (see module docstring). Returns what was written and skipped.
+def _cutout(args: tuple[str, bool]) -> tuple[str, np.ndarray | None, str]:
+    """:func:`cutout_file` in a worker process: (name, cutout or None, error message)."""
+    path, galaxy_zoo_frame = args
+    return (path, *cutout_file(path, galaxy_zoo_frame))
 
-    ``galaxy_zoo_frame`` applies the Galaxy10 crop (central 207/424); switch it off for cutouts
-    that are already framed like Galaxy10, which are then only resized to 69x69.
-    """
-    folder, out = Path(folder), Path(out)
+
+@dataclass(frozen=True)
+class Pictures:
+    """The labelled pictures of a folder, in the order an import writes them (sorted paths)."""
+
+    files: list[Path]  # labelled picture files; a file's position is its row in the dataset written
+    labels: list[int]  # one per file
+    class_names: tuple[str, ...]
+    unlabelled: list[str]  # picture files with no row in the CSV
+    missing: list[str]  # CSV ids with no file
+
+
+def find_pictures(folder: str | Path, labels_csv: str | Path,
+                  class_names: Sequence[str] | None = None) -> Pictures:
+    """The pictures of ``folder`` that ``labels_csv`` labels, checked before any is decoded: what
+    :func:`import_folder` imports (and ``embed --engine ray`` reads in shards)."""
+    folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"Cannot import {folder}", expected="a folder of galaxy pictures",
                         found="no such folder", fix="Pass the folder that holds the image files.")
     labels = read_labels(labels_csv)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    report = ImportReport(out=out)
     labelled = [p for p in files if p.stem in labels]
-    report.unlabelled = [p.name for p in files if p.stem not in labels]
-    report.missing = sorted(set(labels) - {p.stem for p in files})
     if not labelled:
         raise DataError(f"Cannot import {folder}", expected="picture files named by the ids in the CSV",
                         found=f"{len(files)} pictures, none with a label",
@@ -114,9 +122,27 @@ def import_folder(folder: str | Path, labels_csv: str | Path, out: str | Path,
         raise DataError(f"Cannot import {folder}", expected=f"{n_classes} class names (labels 0..{n_classes - 1})",
                         found=f"{len(class_names)}: {', '.join(class_names)}",
                         fix="Pass one --class-names entry per label.")
+    return Pictures(labelled, [labels[p.stem] for p in labelled], class_names,
+                    unlabelled=[p.name for p in files if p.stem not in labels],
+                    missing=sorted(set(labels) - {p.stem for p in files}))
+
+
+def import_folder(folder: str | Path, labels_csv: str | Path, out: str | Path,
+                  class_names: Sequence[str] | None = None, *, galaxy_zoo_frame: bool = True,
+                  source: str | None = None, workers: int | None = None,
+                  progress: bool = True) -> ImportReport:
+    """Build a dataset from ``folder`` (see module docstring). Returns what was written and skipped.
+
+    ``galaxy_zoo_frame`` applies the Galaxy10 crop (central 207/424); switch it off for cutouts
+    that are already framed like Galaxy10, which are then only resized to 69x69.
+    """
+    folder, out = Path(folder), Path(out)
+    found = find_pictures(folder, labels_csv, class_names)
+    report = ImportReport(out=out, unlabelled=found.unlabelled, missing=found.missing)
+    labels = {p.stem: label for p, label in zip(found.files, found.labels)}
 
     workers = workers or min(os.cpu_count() or 1, 8)
-    jobs = [(str(p), galaxy_zoo_frame) for p in labelled]
+    jobs = [(str(p), galaxy_zoo_frame) for p in found.files]
     cutouts, ids, out_labels = [], [], []
     bar = tqdm(total=len(jobs), desc=f"importing {folder.name}", unit="img", disable=not progress)
     with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Serial() as pool:
@@ -134,10 +160,15 @@ def import_folder(folder: str | Path, labels_csv: str | Path, out: str | Path,
     if not cutouts:
         raise DataError(f"Cannot import {folder}", expected="at least one readable picture",
                         found=f"{len(report.unreadable)} unreadable files", fix="Check the files are images.")
-    write_dataset(out, np.stack(cutouts), np.asarray(out_labels, dtype=np.int64), ids, class_names,
-                  source or f"imported from {folder.name}")
+    write_dataset(out, np.stack(cutouts), np.asarray(out_labels, dtype=np.int64), ids, found.class_names,
+                  source or default_source(folder))
     report.written = len(cutouts)
     return report
+
+
+def default_source(folder: Path) -> str:
+    """The credit an import stores when none is given."""
+    return f"imported from {Path(folder).name}"
 
 
 class _Serial:

@@ -22,6 +22,17 @@ ellipsoid of radius T in posterior standard deviations:
 so every sample satisfies |(z - mu) / sigma| <= T exactly; T = 0 gives the mean n times, and a large
 T gives the plain posterior. ``e`` is drawn exactly for any d: a uniform direction times a radius
 from the chi distribution with d degrees of freedom truncated at T (inverse CDF), no rejection.
+
+Variety (models with a detail code). The detail posterior of one picture is narrow (its details
+are well determined), so details drawn from it alone decode to near-identical galaxies. The details
+are therefore drawn around the query's own, with the spread that real galaxies have at each
+sampled map point, taken from the learned prior p(d | z):
+
+    d = mu_q + s * e,   s^2 = sigma_q^2 + (V * sigma_p(z))^2,   e ~ N(0, I_D), |e| <= R(T)
+
+V = 0 is the query's posterior alone; V = 1 (the default) keeps the query's typical details (its
+orientation, colour and size, on average) and varies them as much as the galaxies near the sampled
+map point vary. :func:`diversity` measures the result against the query's real neighbours.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from scipy.special import gammainc, gammaincinv
 
 from galaxy_vae.catalogue import Catalogue, Similarity
 from galaxy_vae.configs import SIMILARITY_NAMES
-from galaxy_vae.data import GalaxyData
+from galaxy_vae.data import CROP, GalaxyData, model_view
 from galaxy_vae.embed import encode_detail_dist_images, encode_dist_images, has_detail
 from galaxy_vae.errors import CheckpointError
 from galaxy_vae.paths import dense_ae_checkpoint, encoder_checkpoint
@@ -48,6 +59,7 @@ CONSENSUS = "consensus"
 CONSENSUS_LABEL = "Consensus of all similarities (best summed rank)"
 DEFAULT_TEMPERATURE = 2.0  # |e| <= 2: 86 % of a 2-D posterior's mass, its tails cut
 DEFAULT_SAMPLES = 16  # lookalikes drawn by default (a 4 x 4 grid), on the page and in the CLI
+DEFAULT_VARIETY = 1.0  # details vary as much as galaxies at the sampled map point do (see sample_lookalikes)
 
 
 # --- the ranking --------------------------------------------------------------------------------
@@ -251,25 +263,51 @@ class Lookalikes:
     class_names: tuple[str, ...]  # names of the predicted classes (the checkpoint's own)
     details: np.ndarray | None = None  # (n, D) float32 detail codes (detail VAE), else None
     detail_posterior: Posterior | None = None
+    detail_spread: np.ndarray | None = None  # (n, D) float64 s of each draw (module docstring)
+    variety: float = DEFAULT_VARIETY
+
+
+def diversity(images: np.ndarray) -> float:
+    """How unlike each other a set of images (n, S, S, 3) uint8 is: the mean over pairs of their
+    root-mean-square pixel difference, pixels in [0, 1] (0: n copies of one image)."""
+    x = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
+    if len(x) < 2:
+        return 0.0
+    sq = (x * x).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None] - 2.0 * (x @ x.T), 0.0) / x.shape[1]
+    return float(np.sqrt(d2[np.triu_indices(len(x), 1)]).mean())
+
+
+def real_view(data: GalaxyData, rows, size: int) -> np.ndarray:
+    """Catalogue galaxies ``rows`` as a model of image ``size`` sees them, (n, size, size, 3) uint8,
+    to compare with its decoded images."""
+    return model_view(data.images[np.sort(np.asarray(rows))], CROP, int(size))
 
 
 def sample_lookalikes(cat: Catalogue, image: np.ndarray, n: int = 16,
-                      temperature: float = DEFAULT_TEMPERATURE, seed: int = 0) -> Lookalikes:
+                      temperature: float = DEFAULT_TEMPERATURE, seed: int = 0,
+                      variety: float = DEFAULT_VARIETY) -> Lookalikes:
     """Sample, decode and describe n lookalikes of a cutout (69, 69, 3): the page's and CLI's path.
 
     With a detail code both codes are drawn around the query's posterior: the map latent within
-    ``temperature`` sigmas, the details within the radius holding the same share of their
-    posterior's mass (:func:`equal_mass_radius`), from one seeded stream."""
+    ``temperature`` sigmas, the details within the radius holding the same share of their mass
+    (:func:`equal_mass_radius`) and with the spread ``variety`` sets (module docstring), from one
+    seeded stream."""
+    if not 0.0 <= float(variety) < float("inf"):
+        raise ValueError(f"variety must be a finite number >= 0, got {variety}")
     post = posterior(cat, image)
     z = sample_latents(post, n, temperature, seed)
     post_d = detail_posterior(cat, image)
-    details = None
+    details = spread = None
     if post_d is not None:
         radius = equal_mass_radius(float(temperature), len(post_d.mu))
         e = ball_normal(np.random.default_rng([int(seed), 1]), int(n), len(post_d.mu), radius)
-        details = (post_d.mu + post_d.sigma * e).astype(np.float32)
+        with torch.inference_mode():
+            prior_sigma = torch.exp(0.5 * cat.model.prior_detail_dist(torch.from_numpy(z))[1]).numpy()
+        spread = np.sqrt(post_d.sigma[None] ** 2 + (float(variety) * prior_sigma.astype(np.float64)) ** 2)
+        details = (post_d.mu + spread * e).astype(np.float32)
     found = cat.index.query(z, 1)
     predicted, probability = predict_classes(cat.model, z)
     names = tuple(cat.space.checkpoint.meta.get("class_names") or cat.data.class_names)
     return Lookalikes(post, z, cat.decode(z, details), found.indices[:, 0], found.distances[:, 0],
-                      predicted, probability, names, details, post_d)
+                      predicted, probability, names, details, post_d, spread, float(variety))

@@ -2,6 +2,8 @@
 
     loss = recon + beta * kl + class_weight * cls        (VAEs; the dense AE has recon only)
          + detail_beta * kl_detail                        (the detail VAE)
+         + perceptual_weight * perceptual                 (when set: galaxy_vae.perceptual)
+         + checkerboard_weight * checkerboard             (when set: the decoder's 2 px texture)
 
 - ``recon``: squared error summed over the pixels of an image, averaged over the batch.
 - ``kl``: KL(q(z|x) || N(0, I)) summed over latent dimensions, averaged over the batch (>= 0).
@@ -59,8 +61,11 @@ class FitResult:
 # --- losses and augmentation --------------------------------------------------------------------
 
 def compute_losses(model: nn.Module, out: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                   cfg: TrainConfig, class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Named loss terms for a batch; ``loss`` is the one to minimise. x (B, 3, S, S), y (B,)."""
+                   cfg: TrainConfig, class_weights: torch.Tensor | None = None,
+                   perceptual: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Named loss terms for a batch; ``loss`` is the one to minimise. x (B, 3, S, S), y (B,).
+    ``perceptual`` (a :class:`galaxy_vae.perceptual.PerceptualLoss`) adds its term when
+    ``cfg.perceptual_weight`` > 0."""
     recon_out = out.get("recon_raw", out["recon"])  # the dense AE is trained on its unclipped output
     recon = ((recon_out - x) ** 2).flatten(1).sum(1).mean()
     terms = {"recon": recon, "mse": recon.detach() / x[0].numel()}
@@ -75,6 +80,14 @@ def compute_losses(model: nn.Module, out: dict[str, torch.Tensor], x: torch.Tens
         kl_detail = gaussian_kl(out["detail_mu"], out["detail_logvar"], out["prior_mu"], out["prior_logvar"])
         terms["kl_detail"] = kl_detail
         loss = loss + cfg.detail_beta * kl_detail
+    if perceptual is not None and cfg.perceptual_weight > 0:
+        terms["perceptual"] = perceptual(out["recon"], x).mean()
+        loss = loss + cfg.perceptual_weight * terms["perceptual"]
+    if cfg.checkerboard_weight > 0:
+        from galaxy_vae.perceptual import checkerboard
+
+        terms["checkerboard"] = checkerboard(out["recon"]).pow(2).flatten(1).sum(1).mean()
+        loss = loss + cfg.checkerboard_weight * terms["checkerboard"]
     terms.update(kl=kl, cls=cls, loss=loss)
     return terms
 
@@ -132,7 +145,7 @@ def _as_uint8_tensor(images: np.ndarray, size: int) -> torch.Tensor:
 @torch.inference_mode()
 def validate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, x_train: torch.Tensor,
              y_train: torch.Tensor, cfg: TrainConfig, class_weights, pairs, retrieval: bool,
-             device: torch.device, batch_size: int = BATCH) -> dict[str, float]:
+             device: torch.device, batch_size: int = BATCH, perceptual: nn.Module | None = None) -> dict[str, float]:
     """Validation loss terms (deterministic: decoded from mu) and, if asked, precision@10."""
     model.eval()
     sums: dict[str, float] = {}
@@ -140,7 +153,8 @@ def validate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, x_train
     for s in range(0, len(x_val), batch_size):
         x = x_val[s:s + batch_size].to(device).float().div_(255.0)
         out = model(x)
-        for k, v in compute_losses(model, out, x, y_val[s:s + batch_size].to(device), cfg, class_weights).items():
+        for k, v in compute_losses(model, out, x, y_val[s:s + batch_size].to(device), cfg, class_weights,
+                                   perceptual).items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(x)
         z_val.append(out["mu"].cpu())
     metrics = {f"val_{k}": v / len(x_val) for k, v in sums.items()}
@@ -166,6 +180,7 @@ def fit(model: nn.Module, train: GalaxyData, val: GalaxyData, cfg: TrainConfig,
     pairs = chirality_pairs(train.class_names) if cfg.chirality_pairs is None else cfg.chirality_pairs
     mirror = torch.from_numpy(mirror_label_map(n_classes, pairs))
     weights = class_weights_for(train.labels, n_classes, cfg.class_balance).to(device) if model.is_variational else None
+    perceptual = _perceptual(cfg, model, device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -183,7 +198,7 @@ def fit(model: nn.Module, train: GalaxyData, val: GalaxyData, cfg: TrainConfig,
                 if cfg.augment:  # on the uint8 batch: a pixel permutation, a quarter of the bytes of float
                     x, y = augment(x, y, mirror, gen)
                 x, y = x.to(device).float().div_(255.0), y.to(device)
-                terms = compute_losses(model, model(x, generator=noise), x, y, cfg, weights)
+                terms = compute_losses(model, model(x, generator=noise), x, y, cfg, weights, perceptual)
                 opt.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 opt.step()
@@ -196,7 +211,8 @@ def fit(model: nn.Module, train: GalaxyData, val: GalaxyData, cfg: TrainConfig,
             record = {"epoch": epoch, "seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"]}
             record.update({f"train_{k}": v / seen for k, v in sums.items()})
             retrieval = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
-            record.update(validate(model, x_val, y_val, x_train, y_train, cfg, weights, pairs, retrieval, device))
+            record.update(validate(model, x_val, y_val, x_train, y_train, cfg, weights, pairs, retrieval, device,
+                                   perceptual=perceptual))
             result.history.append(record)
             summary = _epoch_summary(record, cfg.epochs)
             if progress:
@@ -210,7 +226,28 @@ def fit(model: nn.Module, train: GalaxyData, val: GalaxyData, cfg: TrainConfig,
     return result
 
 
-SUMMARY_KEYS = ("loss", "mse", "kl", "kl_detail", "cls", "macro_precision_at_10")  # shown per epoch when present
+def _perceptual(cfg: TrainConfig, model: nn.Module, device: torch.device) -> nn.Module | None:
+    """The perceptual term's loss module when ``cfg.perceptual_weight`` > 0 (VAEs only), else None."""
+    if cfg.perceptual_weight <= 0:
+        return None
+    from galaxy_vae.errors import GalaxyVAEError
+    from galaxy_vae.paths import encoder_checkpoint
+    from galaxy_vae.perceptual import perceptual_loss
+
+    if not model.is_variational or model.input_size != CROP:
+        raise GalaxyVAEError("Cannot add the perceptual term", expected=f"a VAE that reads {CROP} px images",
+                             found=f"{type(model).__name__} at {model.input_size} px",
+                             fix="Leave --perceptual-weight at 0 for this model.")
+    path = cfg.perceptual_encoder or encoder_checkpoint()
+    if path is None:
+        raise GalaxyVAEError("Cannot add the perceptual term", expected="the galaxy encoder's checkpoint",
+                             found="no similarity.safetensors in the checkpoints folder",
+                             fix="Pass --perceptual-encoder FILE or train it: train --model similarity.")
+    return perceptual_loss(path, cfg.perceptual_blur).to(device)
+
+
+# shown per epoch when present
+SUMMARY_KEYS = ("loss", "mse", "kl", "kl_detail", "cls", "perceptual", "checkerboard", "macro_precision_at_10")
 
 
 def _epoch_summary(record: dict, epochs: int) -> str:
@@ -222,6 +259,20 @@ def _epoch_summary(record: dict, epochs: int) -> str:
 
 
 # --- from a dataset file to a checkpoint --------------------------------------------------------
+
+def _start_from(net: nn.Module, model: str, model_config: dict, path: str | Path) -> None:
+    """Load ``path``'s weights into ``net`` (fine-tuning): refuses another model or architecture."""
+    from galaxy_vae.checkpoints import load_checkpoint
+    from galaxy_vae.errors import CheckpointError
+
+    ckpt = load_checkpoint(path)
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    if ckpt.meta.get("model") != model or shapes != {k: tuple(v.shape) for k, v in ckpt.model.state_dict().items()}:
+        raise CheckpointError("Cannot start from this checkpoint", expected=f"a {model} checkpoint with the same "
+                              f"architecture ({model_config or 'defaults'})",
+                              found=f"{Path(path).name}: {ckpt.meta.get('model')} {ckpt.meta.get('config')}",
+                              fix="Pass --init a checkpoint of the model you train, or leave --init out.")
+    net.load_state_dict(ckpt.model.state_dict())
 
 def versions() -> dict[str, str]:
     import safetensors
@@ -264,6 +315,8 @@ def train_model(model: str, data_path: str | Path, out: str | Path, cfg: TrainCo
             model_config.setdefault("n_classes", len(data.class_names))
         torch.manual_seed(cfg.seed)  # initial weights
         net = build_model(model, model_config)
+        if cfg.init:
+            _start_from(net, model, model_config, cfg.init)
         result = fit(net, train, val, cfg, progress=progress)
     if result.interrupted or not result.history:
         metrics = {k[4:]: v for k, v in (result.history[-1] if result.history else {}).items()

@@ -76,18 +76,25 @@ st.download_button("Ranking (CSV)", pd.DataFrame(mw.ranking_rows(ranking, data, 
 st.header("Lookalikes")
 st.caption("Latents drawn from the query's posterior cut off at the temperature: z = μ + σ·e, e standard normal "
            "with |e| ≤ T. T = 0 decodes the mean only; larger T wanders further from the query."
-           + (f" The {cat.model.detail_dim}-D detail code is drawn around the query's own details the same way, "
-              "within the radius that holds the same share of its posterior." if cat.has_detail else ""))
-c = st.columns(3)
+           + (f" The {cat.model.detail_dim}-D detail code (orientation, elongation, colour, size) is drawn around the "
+              "query's own details, spread as much as real galaxies at each sampled map point differ (the learned "
+              "prior) times the variety: 0 keeps the query's details alone." if cat.has_detail else ""))
+c = st.columns(4 if cat.has_detail else 3)
 temperature = c[0].slider("Temperature T (posterior σ)", 0.0, 5.0, mw.DEFAULT_TEMPERATURE, step=0.1,
                           key="temperature", **URL)
 n = c[1].slider("Samples", 1, 64, mw.DEFAULT_SAMPLES, key="samples", **URL)
 seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, step=1, key="seed", **URL)
+variety = (c[3].slider("Detail variety", 0.0, 2.0, mw.DEFAULT_VARIETY, step=0.1, key="variety", **URL)
+           if cat.has_detail else mw.DEFAULT_VARIETY)
 try:
-    looks = mw.sample_lookalikes(cat, prepared.stored, n, temperature, int(seed))
+    looks = mw.sample_lookalikes(cat, prepared.stored, n, temperature, int(seed), variety)
 except GalaxyVAEError as exc:
     st.info(captions.error_text(exc))
     st.stop()
+if n > 1:
+    st.caption(f"These {n} lookalikes differ from each other by {mw.diversity(looks.images):.3f} rms (pixels "
+               f"0-1); the query's {n} nearest real galaxies under {captions.esc(ranking.labels[0])} by "
+               f"{mw.diversity(mw.real_view(data, ranking.indices[0, :n], looks.images.shape[1])):.3f}.")
 st.caption("Under each lookalike and its predicted class: the nearest real galaxy in the model's latent.")
 sample_caps, nearest_caps = captions.lookalike_captions(looks, data)
 for i in range(0, n, 8):  # a row of lookalikes, then their nearest galaxies right beneath

@@ -257,3 +257,19 @@ def test_page_milky_way_with_shipped_checkpoint(checkpoint, sample_path, monkeyp
     assert answer_text(at) and ranking(at)
     if checkpoint == DEFAULT_CHECKPOINT_NAME:
         assert len(captions(at, "lookalike ")) == 16
+
+
+def test_page_milky_way_detail_variety_spreads_the_lookalikes(sample_path, monkeypatch):
+    """With the detail VAE the page offers the detail variety (bound to the URL): at 0 the lookalikes
+    come from the query's own narrow detail posterior and look alike; at the default they differ, and
+    the caption says by how much, next to the query's real neighbours."""
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    spreads = {}
+    for variety in ("0.0", "1.0"):
+        at = open_page(DEFAULT_CHECKPOINT_NAME, params={"variety": variety})
+        assert_ok(at)
+        assert at.slider(key="variety").value == float(variety)
+        said = [c.value for c in at.caption if "lookalikes differ from each other by" in c.value]
+        assert len(said) == 1
+        spreads[variety] = float(said[0].split("differ from each other by ")[1].split(" ")[0])
+    assert spreads["1.0"] > 3 * spreads["0.0"], spreads

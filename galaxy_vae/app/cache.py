@@ -27,8 +27,6 @@ from galaxy_vae.quality import ClassExamples, head_confusion, validation_example
 from galaxy_vae.quality import quality_table as _quality_rows
 from galaxy_vae.quality import robustness_table as robustness_rows
 from galaxy_vae.raster import data_uri, density_map, display_scale, png_bytes, raster_map, tile, upscale
-from galaxy_vae.realism import histogram_values
-from galaxy_vae.realism_model import realism_of
 from galaxy_vae.sky import catalogue_sky
 
 BACKGROUND_GRID = 24  # decoded galaxies per side behind the latent map
@@ -280,6 +278,8 @@ REALISM_N = 200  # validation galaxies the page measures (the CLI's default is 3
 @st.cache_data(show_spinner="Measuring statmorph morphology of real, reconstructed and sampled galaxies "
                             "(about a minute per checkpoint)…", max_entries=8)
 def _realism(data_key: tuple, ckpt_key: tuple) -> tuple[dict, dict]:
+    from galaxy_vae.realism import histogram_values  # statmorph and photutils: the model page's only
+    from galaxy_vae.realism_model import realism_of
     report, ms = realism_of(_load_checkpoint(*ckpt_key), _load_data(*data_key), REALISM_N, processes=2)
     return report, histogram_values(ms)
 
