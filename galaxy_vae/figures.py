@@ -38,6 +38,7 @@ from galaxy_vae.raster import NEIGHBOUR_COLOR, PALETTE, QUERY_COLOR, class_color
 GALAXY_META = "galaxies"  # trace.meta of selectable galaxy traces; others are markers only
 LARGE_MAP = 50_000  # galaxies above which the main map is a density image with one point per cell
 MAP_CELLS = 128  # a large map's grid: at most MAP_CELLS**2 points, a cell ~4 px on the page
+MARGIN = dict(l=10, r=10, t=30, b=10)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,6 @@ class MapLayers:
     extent: tuple[float, float, float, float]  # (x0, x1, y0, y1) the density image covers
     shown: int  # galaxies drawn as points
     total: int  # galaxies in the catalogue
-MARGIN = dict(l=10, r=10, t=30, b=10)
 
 
 def plain(texts: np.ndarray) -> np.ndarray:
