@@ -95,26 +95,35 @@ def torch_threads(n: int) -> Iterator[None]:
 
 # --- data at Galaxy10 size ----------------------------------------------------------------------
 
+SHIFTS = [(0, 0)] + [(dy, dx) for r in (1, 2, 3) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+                     if max(abs(dy), abs(dx)) == r]  # (dy, dx) pixel shifts, nearest first: 49 in all
+
+
 def tile_dataset(data: GalaxyData, n: int = GALAXY10) -> GalaxyData:
-    """``data`` grown (or cut) to ``n`` galaxies: copy r of each cutout turned r quarter turns.
+    """``data`` grown (or cut) to ``n`` galaxies: copy c of each cutout turned c % 4 quarter turns
+    and, from the fifth copy on (past 4 x the sample: survey scale), shifted by SHIFTS[c // 4] pixels.
 
     Rotations keep every class, chirality included (only mirrors swap clockwise and anticlockwise
-    spirals). Copy r > 0 of galaxy ``id`` gets the id ``id#r<r>``, so ids stay unique.
+    spirals); a shift of 1-3 px re-centres the galaxy as a slightly different cutout would (the
+    wrapped edge lies in the border the models' 64 px crop drops). Copy c > 0 of galaxy ``id`` gets
+    the id ``id#r<r>`` (``id#r<r>s<s>`` when shifted), so ids stay unique.
     """
     m = len(data)
     if n <= m:
         return data.take(np.arange(n))
     copies = -(-n // m)
-    assert copies <= 4, f"{m} galaxies in four rotations cannot reach {n}"
+    assert copies <= 4 * len(SHIFTS), f"{m} galaxies in {4 * len(SHIFTS)} views cannot reach {n}"
     rows = np.arange(n) % m
-    turn = np.arange(n) // m
+    copy = np.arange(n) // m
     images = np.empty((n,) + data.images.shape[1:], dtype=np.uint8)
-    for r in range(copies):
-        at = turn == r
-        images[at] = np.rot90(data.images[rows[at]], r, axes=(1, 2))  # (n_r, H, W, 3)
-    ids = np.array([str(data.ids[i]) if r == 0 else f"{data.ids[i]}#r{r}" for i, r in zip(rows, turn)])
+    for c in range(copies):
+        at = copy == c
+        view = np.rot90(data.images[rows[at]], c % 4, axes=(1, 2))  # (n_c, H, W, 3)
+        images[at] = np.roll(view, SHIFTS[c // 4], axis=(1, 2)) if c >= 4 else view
+    ids = np.array([str(data.ids[i]) if c == 0 else f"{data.ids[i]}#r{c % 4}" + (f"s{c // 4}" if c >= 4 else "")
+                    for i, c in zip(rows, copy)])
     return GalaxyData(images=images, labels=data.labels[rows], class_names=data.class_names, ids=ids,
-                      source=f"{data.name} tiled to {n:,} galaxies (rotated copies of real cutouts)")
+                      source=f"{data.name} tiled to {n:,} galaxies (rotated and shifted copies of real cutouts)")
 
 
 def drawn_like(latents: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -11,6 +11,15 @@ base64 typed arrays), one hovertemplate per trace instead of a formatted string 
 main map has one trace per class (a legend to toggle classes); the small maps redrawn on every
 generator slider move use a single class-coloured trace over a fixed subset of galaxies, because
 Plotly's cost per trace, not per point, dominates there.
+
+Above LARGE_MAP galaxies (survey scale: 240,000 is Galaxy Zoo 2) a WebGL point per galaxy is too
+heavy for the browser: each draw of 240,000 points costs chromium ~1.2 s on a CPU, and a page load
+or a click draws the map twice. The pages then pass :class:`MapLayers`, built once per catalogue:
+every galaxy counted into a class-coloured density image (:func:`raster.density_map`) drawn under
+the points, and as points only one galaxy per cell of a fine grid (:func:`generate.cell_sample_rows`:
+~4,000 at 240,000), compact (float32 coordinates, int32 rows, no per-point text). Each point is
+still one exact galaxy: a click selects its row; neighbours, rings and box or lasso selections use
+every galaxy of the catalogue, drawn as points or not.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -26,7 +36,21 @@ from plotly.subplots import make_subplots
 from galaxy_vae.raster import NEIGHBOUR_COLOR, PALETTE, QUERY_COLOR, class_colors, data_uri
 
 GALAXY_META = "galaxies"  # trace.meta of selectable galaxy traces; others are markers only
+LARGE_MAP = 50_000  # galaxies above which the main map is a density image with one point per cell
+MAP_CELLS = 128  # a large map's grid: at most MAP_CELLS**2 points, a cell ~4 px on the page
 MARGIN = dict(l=10, r=10, t=30, b=10)
+
+
+@dataclass(frozen=True)
+class MapLayers:
+    """A large map's galaxies, built once per catalogue (:func:`large_map_layers`); every rerun of a
+    map page reuses them, and nothing mutates them."""
+
+    traces: list[dict]  # one compact selectable trace per class over the representatives
+    density: str  # data URI of the density image of every galaxy (raster.density_map)
+    extent: tuple[float, float, float, float]  # (x0, x1, y0, y1) the density image covers
+    shown: int  # galaxies drawn as points
+    total: int  # galaxies in the catalogue
 
 
 def plain(texts: np.ndarray) -> np.ndarray:
@@ -54,6 +78,36 @@ def _galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequenc
             hovertemplate=f"%{{text}}<br>{name}<br>row %{{customdata}}<extra></extra>",
             marker=dict(size=size, color=colour, opacity=opacity, line=dict(width=0))))
     return traces
+
+
+def compact_galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                          rows: np.ndarray | None = None, size: float = 4, opacity: float = 0.75) -> list[dict]:
+    """The galaxies ``rows`` (all when None) as :func:`_galaxy_traces` draws them, one selectable
+    WebGL trace per non-empty class, but compact: x and y float32 (Plotly's typed arrays, 4 bytes a
+    value), customdata int32 global rows, no per-point text (the hover names class and row)."""
+    colors = class_colors(class_names)
+    rows = np.arange(len(latents)) if rows is None else np.asarray(rows)
+    xy, labels = np.asarray(latents, dtype=np.float32)[rows], np.asarray(labels)[rows]  # (M, 2), (M,)
+    traces = []
+    for c, name in enumerate(class_names):
+        at = np.flatnonzero(labels == c)
+        if not len(at):
+            continue
+        colour, name = colors[name], html.escape(name, quote=False)
+        traces.append(dict(
+            type="scattergl", x=xy[at, 0], y=xy[at, 1], mode="markers", name=name,
+            legendgroup=name, customdata=rows[at].astype(np.int32), meta=GALAXY_META,
+            hovertemplate=f"{name}<br>row %{{customdata}}<extra></extra>",
+            marker=dict(size=size, color=colour, opacity=opacity, line=dict(width=0))))
+    return traces
+
+
+def large_map_layers(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str], rows: np.ndarray,
+                     density: str, extent: Sequence[float]) -> MapLayers:
+    """:class:`MapLayers` of a large map: ``rows`` (the galaxies drawn as points, e.g.
+    :func:`generate.cell_sample_rows` over a MAP_CELLS grid) and the ``density`` image over ``extent``."""
+    traces = compact_galaxy_traces(latents, labels, class_names, rows, size=3, opacity=0.8)
+    return MapLayers(traces, density, tuple(float(v) for v in extent), len(rows), len(latents))
 
 
 def _background_trace(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
@@ -116,7 +170,7 @@ def latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[st
                background_opacity: float = 0.35, height: int = 600, point_size: float = 4,
                title: str | None = None, axis_names: Sequence[str] = ("z₁", "z₂"),
                outline: Sequence[Sequence[float]] | None = None, marked: np.ndarray | None = None,
-               marked_name: str = "marked") -> go.Figure:
+               marked_name: str = "marked", layers: MapLayers | None = None) -> go.Figure:
     """The map of every galaxy's latent mean: (N, 2) latents -> a WebGL scatter, one trace per class.
 
     ``query``: a (2,) point drawn as a gold star; ``neighbours``: (k,) row indices ringed, nearest
@@ -124,11 +178,19 @@ def latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[st
     :func:`raster.data_uri`, extent (x0, x1, y0, y1)) drawn faintly under the points; pass the
     cached data URI on reruns to skip encoding. ``outline``: the (V, 2) vertices of a selection,
     drawn closed; ``marked``: rows drawn as open squares (e.g. the most unusual galaxies).
+    ``layers``: a large catalogue's :class:`MapLayers` (density image, one point per cell), built
+    once by the page's cache; without them a map above LARGE_MAP galaxies draws every galaxy as a
+    compact point (:func:`compact_galaxy_traces`).
     """
     latents = np.asarray(latents)
     assert latents.ndim == 2 and latents.shape[1] == 2, latents.shape
     ids = np.asarray(ids)
-    traces = _galaxy_traces(latents, np.asarray(labels), class_names, ids, point_size, 0.75)
+    if layers is not None:
+        traces = list(layers.traces)
+    elif len(latents) > LARGE_MAP:
+        traces = compact_galaxy_traces(latents, np.asarray(labels), class_names, size=point_size)
+    else:
+        traces = _galaxy_traces(latents, np.asarray(labels), class_names, ids, point_size, 0.75)
     if neighbours is not None and len(neighbours):
         rows = np.asarray(neighbours, dtype=np.int64)
         hover = [f"neighbour {r}: {html.escape(str(ids[i]))}" for r, i in enumerate(rows, start=1)]
@@ -149,6 +211,8 @@ def latent_map(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[st
     fig = _map_figure(traces, height, title, axis_names)
     if background is not None:
         add_background(fig, *background, opacity=background_opacity)
+    if layers is not None:  # over the background, under the points
+        add_background(fig, layers.density, layers.extent, opacity=1.0)
     return fig
 
 

@@ -173,6 +173,21 @@ def real_grid_rows(map_xy: np.ndarray, extent, n: int) -> np.ndarray:
     return out
 
 
+def cell_sample_rows(map_xy: np.ndarray, extent, n: int, seed: int = 0) -> np.ndarray:
+    """One galaxy per occupied cell of an n x n grid over the map ``extent`` (x0, x1, y0, y1): a random
+    one among those inside (seeded: the same on every run), so the points keep the catalogue's own
+    scatter instead of lining up on the cell centres. Sorted rows, (M,) int64, M <= n*n."""
+    x0, x1, y0, y1 = (float(v) for v in extent)
+    xy = np.asarray(map_xy, dtype=np.float64)
+    col = np.floor((xy[:, 0] - x0) / (x1 - x0) * n).astype(np.int64)
+    row = np.floor((y1 - xy[:, 1]) / (y1 - y0) * n).astype(np.int64)
+    galaxies = np.flatnonzero((col >= 0) & (col < n) & (row >= 0) & (row < n))
+    cell, rank = row * n + col, np.random.default_rng(seed).permutation(len(xy))
+    order = galaxies[np.lexsort((rank[galaxies], cell[galaxies]))]  # by cell, then the random rank
+    first = np.r_[True, cell[order][1:] != cell[order][:-1]] if len(order) else np.zeros(0, dtype=bool)
+    return np.sort(order[first])
+
+
 # --- points and paths on the map ----------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ environment, and the one way a file is written (atomically).
     Milky Way     $GALAXY_VAE_MILKY_WAY, else the shared data folder beside the checkout
     raw frames    $GALAXY_VAE_FRAMES, else the sample's 423 px frames in the shared data folder
                   (what the similarity encoder trains on and ``evaluate --robustness`` re-cuts)
+    large map     $GALAXY_VAE_LARGE_MAP, else figures.LARGE_MAP: galaxies above which the app
+                  draws its maps compact (tests lower it to try that path on the sample)
 
 Each lookup takes an optional ``environ`` mapping so it is tested without touching os.environ.
 """
@@ -23,6 +25,7 @@ DATA_ENV = "GALAXY_VAE_DATA"
 CHECKPOINTS_ENV = "GALAXY_VAE_CHECKPOINTS"
 MILKY_WAY_ENV = "GALAXY_VAE_MILKY_WAY"
 FRAMES_ENV = "GALAXY_VAE_FRAMES"
+LARGE_MAP_ENV = "GALAXY_VAE_LARGE_MAP"
 
 SAMPLE_NAME = "gz1_sample.h5"  # what `make sample` builds: the app's and CLI's default dataset
 DEFAULT_CHECKPOINT_NAME = "detail_vae.safetensors"  # the app's default model: the map with a detail code
@@ -79,6 +82,17 @@ def encoder_checkpoint(environ: Mapping[str, str] | None = None) -> Path | None:
     """The similarity encoder in the checkpoints folder; None if absent."""
     path = checkpoint_dir(environ) / ENCODER_NAME
     return path if path.is_file() else None
+
+
+def large_map_rows(default: int, environ: Mapping[str, str] | None = None) -> int:
+    """Galaxies above which the app draws its maps compact: $GALAXY_VAE_LARGE_MAP, else ``default``."""
+    value = (os.environ if environ is None else environ).get(LARGE_MAP_ENV, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ValueError(f"{LARGE_MAP_ENV} must be a whole number of galaxies; found {value!r}. "
+                         f"Unset it to use the default ({default:,}).")
+    return int(value)
 
 
 def shared_data() -> Path:

@@ -129,6 +129,30 @@ def raster_map(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str
     return image
 
 
+def density_map(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                extent: Sequence[float], width: int = 480) -> np.ndarray:
+    """Every galaxy counted into the pixels of an RGBA image over ``extent`` (x0, x1, y0, y1), x to
+    the right and y up: (H, width, 4) uint8, H keeping the extent's aspect. A pixel's colour is the
+    mean of its galaxies' class colours, its opacity grows with the log of their count (a lone
+    galaxy still shows), empty pixels are transparent -- a datashader-like layer for maps too large
+    to send as points. (N, 2) points, (N,) labels."""
+    x0, x1, y0, y1 = (float(v) for v in extent)
+    height = max(1, round(width * (y1 - y0) / (x1 - x0)))
+    points = np.asarray(points, dtype=np.float64)
+    col = np.floor((points[:, 0] - x0) / (x1 - x0) * width).astype(np.int64)
+    row = np.floor((y1 - points[:, 1]) / (y1 - y0) * height).astype(np.int64)
+    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+    palette = np.array([_rgb(h) for h in class_colors(class_names).values()], dtype=np.float64)  # (C, 3)
+    n_classes = len(palette)
+    cell = (row[inside] * width + col[inside]) * n_classes + np.asarray(labels)[inside] % n_classes
+    counts = np.bincount(cell, minlength=height * width * n_classes).reshape(height * width, n_classes)
+    total = counts.sum(axis=1)  # (H*W,)
+    colour = counts @ palette / np.maximum(total, 1)[:, None]  # (H*W, 3) mean class colour
+    alpha = np.where(total > 0, 0.35 + 0.65 * np.log1p(total) / np.log1p(max(total.max(), 1)), 0.0)
+    image = np.concatenate([colour, 255 * alpha[:, None]], axis=1)
+    return np.round(image).astype(np.uint8).reshape(height, width, 4)
+
+
 def mark_map(image: np.ndarray, extent: Sequence[float], point: Sequence[float],
              nearest: Sequence[float] | None = None) -> np.ndarray:
     """A copy of a :func:`raster_map` with ``point`` as a gold cross-hair and ``nearest`` ringed."""

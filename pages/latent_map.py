@@ -76,7 +76,7 @@ if choice != "selection":
 fig = latent_map(cat.map_xy, data.labels, data.class_names, data.ids, query=xy,
                  neighbours=None if neighbours is None else neighbours.indices[0],
                  background=session.map_background(background == "real") if background != "none" else None,
-                 axis_names=cat.axis_names,
+                 axis_names=cat.axis_names, layers=session.map_layers(),
                  outline=None if shape is None or state.get("map_shape_drawn") else shape.vertices())
 st.plotly_chart(fig, key="map", on_select=_on_select, selection_mode=("points", "box", "lasso"))
 

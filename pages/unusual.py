@@ -27,7 +27,7 @@ with st.spinner("Measuring every galaxy (once per catalogue)…"):
 order = values.argsort()[::-1][:shown]  # most unusual first
 
 st.plotly_chart(latent_map(cat.map_xy, data.labels, data.class_names, data.ids, marked=order, marked_name="unusual",
-                           axis_names=cat.axis_names, height=420), key="unusual_map")
+                           axis_names=cat.axis_names, height=420, layers=session.map_layers()), key="unusual_map")
 table = pd.DataFrame({"rank": range(1, len(order) + 1), "index": order, "id": data.ids[order],
                       "class_name": [data.class_names[data.labels[r]] for r in order], "score": values[order]})
 st.caption(f"The {shown} most unusual of {len(data):,} galaxies, marked on the map with squares; "

@@ -218,7 +218,7 @@ POINTS_JS = """(sel) => {
     if (trace.meta !== "galaxies" || trace.visible !== true) return;
     for (let i = 0; i < trace.x.length; i++) {
       out.rows.push(Number(trace.customdata[i]));
-      out.ids.push(String(trace.text[i]));
+      out.ids.push(trace.text ? String(trace.text[i]) : "");  // a large map's traces carry no ids
       out.classes.push(trace.name);
       out.zx.push(Number(trace.x[i]));
       out.zy.push(Number(trace.y[i]));
@@ -233,7 +233,7 @@ POINTS_JS = """(sel) => {
 @dataclass(frozen=True)
 class MapPoint:
     row: int  # dataset row (the point's customdata)
-    id: str  # catalogue id (the point's hover text)
+    id: str  # catalogue id (the point's hover text; "" on a large map, whose points carry none)
     class_name: str  # its trace's name
     z: tuple[float, float]  # map coordinates, as the figure holds them
     x: float  # page pixels, for page.mouse.click

@@ -32,7 +32,7 @@ def report(sample_path):
 def test_bench_quick_reports_every_figure_or_why_not(report):
     skipped = report["skipped"]
     expected = {"epoch_s", "cold_start_s", "cold_start_sample_s", "slider_fragment_ms_p50", "slider_paint_ms_p50",
-                "embed_ray_images_per_s"}
+                "embed_ray_images_per_s", "map_240k_first_paint_s", "map_240k_click_s", "map_240k_rss_mb"}
     if encoder_checkpoint() is None:  # the encoder's upload search needs the shipped encoder
         expected.add("encoder_upload_search_ms_p50")
     assert set(skipped) == expected, skipped

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from galaxy_vae.paths import LARGE_MAP_ENV
 from tests import browser as bh
 
 pytestmark = pytest.mark.browser
@@ -266,3 +267,25 @@ def test_browser_a_link_to_a_galaxy_on_a_fresh_server_and_finding_one_by_id(brow
                                arg=second, timeout=CLICK_TIMEOUT_S * 1e3)
         bh.wait_idle(page, CLICK_TIMEOUT_S)
         assert len(bh.wait_for_gallery(page, CLICK_TIMEOUT_S)) == 6
+
+
+def test_browser_a_large_catalogue_map_is_a_density_image_and_a_click_selects_the_exact_galaxy(browser, sample):
+    """The large-catalogue map (here from 1,000 galaxies, $GALAXY_VAE_LARGE_MAP, so the sample takes
+    it): every galaxy in a density image under one point per grid cell, each point carrying its own
+    row and no id text, and a click on one opens exactly that galaxy."""
+    with bh.running_app(env={LARGE_MAP_ENV: "1000"}) as fresh:
+        page = bh.open_page(browser, fresh.url + "/latent_map", timeout_s=MAP_TIMEOUT_S)
+        bh.wait_for_map(page, MAP_TIMEOUT_S)
+        images = page.evaluate(f"() => document.querySelector('{bh.MAP_SELECTOR}').layout.images.map((i) => i.source)")
+        assert len(images) == 1 and images[0].startswith("data:image/png;base64,")  # the density layer
+        points = bh.galaxy_points(page)
+        rows = [p.row for p in points]
+        assert len(set(rows)) == len(rows) and 0 < len(rows) < len(sample) and max(rows) < len(sample)
+        assert all(p.id == "" for p in points)  # compact: no per-point ids sent
+        assert all(sample.class_names[sample.labels[p.row]] == p.class_name for p in points)
+        target = bh.pick_isolated_point(points)
+        reported = bh.click_map(page, target.x, target.y)
+        assert [c["row"] for c in reported] == [target.row], reported
+        bh.wait_for_gallery(page, CLICK_TIMEOUT_S)
+        query_id, query_class = bh.image_captions(page)[0].split(" · ")
+        assert (query_id, query_class) == (str(sample.ids[target.row]), target.class_name)

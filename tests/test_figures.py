@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from galaxy_vae import figures, raster
+from galaxy_vae import figures, generate, raster
 from galaxy_vae.data import model_view
 
 
@@ -126,3 +126,59 @@ def test_figures_confusion_matrix_rows_are_true_classes(sample):
     assert_valid(fig)
 
 
+
+
+def test_figures_a_large_map_without_layers_draws_every_galaxy_compact(sample, sample_map, monkeypatch):
+    """Above LARGE_MAP galaxies, with no layers built: the same per-class traces, float32
+    coordinates, int32 global rows, no per-point text."""
+    monkeypatch.setattr(figures, "LARGE_MAP", 1000)
+    fig = figures.latent_map(sample_map, sample.labels, sample.class_names, sample.ids, neighbours=np.array([3, 9]))
+    traces = galaxy_traces(fig)
+    assert [t.name for t in traces] == list(sample.class_names)
+    rows = np.concatenate([np.asarray(t.customdata) for t in traces])
+    assert sorted(rows.tolist()) == list(range(len(sample)))
+    for t in traces:
+        cd = np.asarray(t.customdata)
+        assert cd.dtype == np.int32 and np.all(sample.labels[cd] == sample.class_names.index(t.name))
+        assert np.asarray(t.x).dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(t.x), sample_map[cd, 0].astype(np.float32))
+        np.testing.assert_array_equal(np.asarray(t.y), sample_map[cd, 1].astype(np.float32))
+        assert t.text is None and "%{customdata}" in t.hovertemplate and t.name in t.hovertemplate
+    spec = assert_valid(fig)
+    assert spec["data"][0]["x"]["dtype"] == "f4" and spec["data"][0]["customdata"]["dtype"] == "i4"
+
+
+def test_figures_a_large_map_is_a_density_image_under_one_exact_galaxy_per_cell(sample, sample_map):
+    """MapLayers: every galaxy in the density image, the representatives as points that each carry
+    their own row at their own place; highlights still ring any galaxy, drawn as a point or not."""
+    extent = generate.map_extent(sample_map)
+    rows = generate.cell_sample_rows(sample_map, extent, figures.MAP_CELLS)
+    density = raster.data_uri(raster.density_map(sample_map, sample.labels, sample.class_names, extent))
+    layers = figures.large_map_layers(sample_map, sample.labels, sample.class_names, rows, density, extent)
+    assert layers.shown == len(rows) < len(sample) == layers.total
+    hidden = np.setdiff1d(np.arange(len(sample)), rows)[:3]  # galaxies not drawn as points
+    before = go.Figure(data=layers.traces).to_json()
+    fig = figures.latent_map(sample_map, sample.labels, sample.class_names, sample.ids, neighbours=hidden,
+                             layers=layers, background=("data:image/jpeg;base64,AAAA", extent))
+    traces = galaxy_traces(fig)
+    drawn = np.concatenate([np.asarray(t.customdata) for t in traces])
+    assert sorted(drawn.tolist()) == rows.tolist()
+    for t in traces:
+        cd = np.asarray(t.customdata)
+        np.testing.assert_array_equal(np.asarray(t.x), sample_map[cd, 0].astype(np.float32))
+        assert np.all(sample.labels[cd] == sample.class_names.index(t.name)) and t.text is None
+    by_name = {t.name: t for t in fig.data}
+    np.testing.assert_array_equal(np.asarray(by_name["neighbours"].customdata), hidden)
+    np.testing.assert_array_equal(np.asarray(by_name["neighbours"].x), sample_map[hidden, 0])
+    # the density over the chosen background, both under the points, over the same extent
+    assert [im.source[:22] for im in fig.layout.images] == ["data:image/jpeg;base64", "data:image/png;base64,"]
+    assert fig.layout.images[1].source == density and fig.layout.images[1].opacity == 1
+    assert (fig.layout.images[1].x, fig.layout.images[1].sizex) == pytest.approx((extent[0], extent[1] - extent[0]))
+    assert_valid(fig)
+    assert go.Figure(data=layers.traces).to_json() == before  # the cached layers are not altered
+
+
+def test_figures_a_map_at_or_below_large_map_keeps_its_id_hover(sample, sample_map, monkeypatch):
+    monkeypatch.setattr(figures, "LARGE_MAP", len(sample))
+    fig = figures.latent_map(sample_map, sample.labels, sample.class_names, sample.ids)
+    assert all(t.text is not None for t in galaxy_traces(fig))

@@ -174,3 +174,18 @@ def test_generate_pair_after_click_sets_one_end_per_click():
     assert (pair, end) == ((7, 9), "A")
     assert generate.pair_after_click((1, 2), [5, 6, 8], "B") == ((5, 6), "B")  # a box or lasso: both ends
     assert generate.pair_after_click((1, 2), [], "B") == ((1, 2), "B")
+
+
+def test_generate_cell_sample_rows_keeps_one_galaxy_of_every_occupied_cell():
+    rng = np.random.default_rng(3)
+    xy = np.vstack([rng.normal(0, 0.3, size=(5000, 2)), [[0.95, 0.95], [-0.97, 0.97], [5.0, 5.0]]])
+    extent, n = (-1.0, 1.0, -1.0, 1.0), 16
+    rows = generate.cell_sample_rows(xy, extent, n)
+    cell = lambda p: (int(np.floor((1 - p[1]) / 2 * n)), int(np.floor((p[0] + 1) / 2 * n)))
+    inside = [i for i in range(len(xy)) if np.all(np.abs(xy[i]) < 1)]
+    occupied = {cell(xy[i]) for i in inside}
+    assert len(rows) == len(occupied) and {cell(xy[i]) for i in rows} == occupied  # one per cell, each cell
+    assert 5000 in rows and 5001 in rows and 5002 not in rows  # a lone galaxy is kept; one outside is not
+    assert np.array_equal(rows, np.sort(rows)) and np.array_equal(rows, generate.cell_sample_rows(xy, extent, n))
+    centres = generate.real_grid_rows(xy, extent, n)
+    assert not np.array_equal(rows, np.sort(centres[centres >= 0]))  # random members, not the centre's nearest

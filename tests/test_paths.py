@@ -56,3 +56,10 @@ def test_paths_atomic_path_renames_on_success_and_leaves_nothing_on_failure(tmp_
         tmp.write_bytes(b"half")
         raise RuntimeError("interrupted")
     assert target.read_bytes() == b"new" and list(target.parent.iterdir()) == [target]
+
+
+def test_paths_large_map_rows_from_env_or_default():
+    assert paths.large_map_rows(50_000, {}) == 50_000
+    assert paths.large_map_rows(50_000, {paths.LARGE_MAP_ENV: " 1000 "}) == 1000
+    with pytest.raises(ValueError, match="whole number of galaxies"):
+        paths.large_map_rows(50_000, {paths.LARGE_MAP_ENV: "lots"})

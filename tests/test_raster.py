@@ -101,3 +101,21 @@ def test_raster_class_colors_distinct_and_stable():
     colours = raster.class_colors(names)
     assert len(set(colours.values())) == 10
     assert raster.class_colors(names[:6]) == {n: colours[n] for n in names[:6]}
+
+
+def test_raster_density_map_counts_every_galaxy_by_class_with_y_up():
+    names = ["Elliptical", "Spiral CW"]
+    colours = [raster._rgb(h) for h in raster.class_colors(names).values()]
+    # 10 x 5 pixels over x in [0, 10), y in [0, 5): pixel (row, col) = (4 - floor(y), floor(x))
+    points = np.array([[0.5, 0.5]] * 9 + [[0.5, 0.5], [9.5, 4.5], [3.5, 2.5], [3.5, 2.5]])
+    labels = np.array([0] * 9 + [1, 1, 0, 1])
+    image = raster.density_map(points, labels, names, (0, 10, 0, 5), width=10)
+    assert image.shape == (5, 10, 4) and image.dtype == np.uint8
+    bottom_left, top_right, mixed = image[4, 0], image[0, 9], image[2, 3]
+    assert bottom_left[3] == 255  # the densest pixel is opaque
+    np.testing.assert_allclose(bottom_left[:3], (9 * np.array(colours[0]) + colours[1]) / 10, atol=1)
+    np.testing.assert_array_equal(top_right[:3], colours[1])  # a lone galaxy shows, in its class colour
+    assert 0 < top_right[3] < mixed[3] < 255  # opacity grows with the count
+    np.testing.assert_allclose(mixed[:3], (np.array(colours[0]) + colours[1]) / 2, atol=1)
+    occupied = {(4, 0), (0, 9), (2, 3)}
+    assert all(image[r, c, 3] == 0 for r in range(5) for c in range(10) if (r, c) not in occupied)

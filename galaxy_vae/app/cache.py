@@ -18,14 +18,15 @@ from galaxy_vae.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
 from galaxy_vae.configs import SIMILARITY_NAMES
 from galaxy_vae.data import CROP, GalaxyData, model_view
 from galaxy_vae.extent import catalogue_extent
-from galaxy_vae.generate import latent_grid_points, map_extent, real_grid_rows
+from galaxy_vae.figures import LARGE_MAP, MAP_CELLS, MapLayers, large_map_layers
+from galaxy_vae.generate import cell_sample_rows, latent_grid_points, map_extent, real_grid_rows
 from galaxy_vae.hdf5 import open_for_search
 from galaxy_vae.lookalikes import Ranking, make_similarity, rank_all, similarity_files
-from galaxy_vae.paths import frames_dir
+from galaxy_vae.paths import frames_dir, large_map_rows
 from galaxy_vae.quality import ClassExamples, head_confusion, validation_examples
 from galaxy_vae.quality import quality_table as _quality_rows
 from galaxy_vae.quality import robustness_table as robustness_rows
-from galaxy_vae.raster import data_uri, display_scale, png_bytes, raster_map, tile, upscale
+from galaxy_vae.raster import data_uri, density_map, display_scale, png_bytes, raster_map, tile, upscale
 from galaxy_vae.sky import catalogue_sky
 
 BACKGROUND_GRID = 24  # decoded galaxies per side behind the latent map
@@ -125,6 +126,17 @@ def _raster_map(data_key: tuple, ckpt_key: tuple) -> tuple[np.ndarray, tuple]:
     return raster_map(cat.map_xy, cat.data.labels, cat.data.class_names, extent), extent
 
 
+@st.cache_resource(show_spinner="Drawing the map's density…", max_entries=4)
+def _map_layers(data_key: tuple, ckpt_key: tuple) -> MapLayers:
+    """A large catalogue's map layers (:class:`figures.MapLayers`), built once: the density of every
+    galaxy as a PNG, and as points one galaxy of each occupied cell of a MAP_CELLS grid."""
+    cat = _model_catalogue(data_key, ckpt_key)
+    extent = map_extent(cat.map_xy)
+    rows = cell_sample_rows(cat.map_xy, extent, MAP_CELLS)
+    density = data_uri(density_map(cat.map_xy, cat.data.labels, cat.data.class_names, extent))
+    return large_map_layers(cat.map_xy, cat.data.labels, cat.data.class_names, rows, density, extent)
+
+
 def _key(path: Path | None) -> tuple | None:
     return (str(path), stamp(path)) if path else None
 
@@ -185,6 +197,14 @@ class Session:
         """The latent map's optional background, decoded galaxies or (``real``) catalogue galaxies
         placed by the map: (image data URI, extent)."""
         return (_real_background if real else _map_background)(self.data_key, self.ckpt_key)
+
+    def map_layers(self) -> MapLayers | None:
+        """A large catalogue's map layers, cached (pass them to ``latent_map(..., layers=)``); None
+        at or below the large-map size ($GALAXY_VAE_LARGE_MAP, else figures.LARGE_MAP), where every
+        galaxy is a point with its id in the hover."""
+        if len(self.data) <= large_map_rows(LARGE_MAP):
+            return None
+        return _map_layers(self.data_key, self.ckpt_key)
 
     def raster_map(self) -> tuple[np.ndarray, tuple]:
         """Every galaxy drawn once as a small image, with its extent, for :func:`raster.mark_map`."""
