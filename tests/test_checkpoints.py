@@ -202,3 +202,18 @@ def test_checkpoints_non_finite_weights_are_refused_by_tensor_name(tmp_path, mil
         done = subprocess.run([sys.executable, "-m", "galaxy_vae", *command, "--checkpoint", str(path)],
                               capture_output=True, text=True, cwd=ROOT)
         assert done.returncode == 2 and "NaN or infinite" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_checkpoints_loading_every_model_leaves_torch_dynamo_unimported(tmp_path):
+    """load_checkpoint builds each model on the meta device first; an out-of-place op there imports
+    torch._dynamo (0.9 s of the app's cold start, once the encoder did). Checked in a fresh process."""
+    import sys
+
+    meta = {"class_names": list("abcdef")}
+    files = [str(save_checkpoint(tmp_path / f"{name}.safetensors", build_model(name), meta)) for name in MODELS]
+    code = ("import sys; from galaxy_vae.checkpoints import load_checkpoint\n"
+            f"for f in {files!r}: load_checkpoint(f)\n"
+            "print('torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

@@ -67,7 +67,9 @@ class SimilarityEncoder(FoldedStacks, nn.Module):
         self.features = nn.Sequential(*layers)
         self.project = nn.Linear(c_in, cfg.latent_dim)
         if cfg.n_classes:  # only the training loss reads it; search never does
-            self.classifier = nn.Parameter(torch.randn(cfg.n_classes, cfg.latent_dim) * 0.1)
+            # in place: the same values as "* 0.1", but an out-of-place op on torch's meta device (where
+            # load_checkpoint first builds the model) imports torch._dynamo, 0.9 s of every cold start
+            self.classifier = nn.Parameter(torch.randn(cfg.n_classes, cfg.latent_dim).mul_(0.1))
 
     def match_sky(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) in [0, 1] with each image's per-channel border sky (the median of a ring of
