@@ -62,22 +62,31 @@ def plain(texts: np.ndarray) -> np.ndarray:
     return np.array([html.escape(t, quote=False) for t in texts])
 
 
-def _galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                   ids: np.ndarray, size: float, opacity: float) -> list[dict]:
-    """One selectable WebGL trace per non-empty class; customdata = global row (int64)."""
+def _class_traces(xy: np.ndarray, labels: np.ndarray, rows: np.ndarray, class_names: Sequence[str],
+                  text: np.ndarray | None, size: float, opacity: float) -> list[dict]:
+    """One selectable WebGL trace per non-empty class of the points ``xy`` (M, 2) with ``labels``
+    (M,) and global ``rows`` (M,) as customdata; ``text`` (M,) ids for the hover, or None."""
     colors = class_colors(class_names)
-    traces, ids = [], plain(ids)
+    traces = []
     for c, name in enumerate(class_names):
-        rows = np.flatnonzero(labels == c)
-        if not len(rows):
+        at = np.flatnonzero(labels == c)
+        if not len(at):
             continue
         colour, name = colors[name], html.escape(name, quote=False)
-        traces.append(dict(
-            type="scattergl", x=latents[rows, 0], y=latents[rows, 1], mode="markers", name=name,
-            legendgroup=name, customdata=rows, text=ids[rows], meta=GALAXY_META,
-            hovertemplate=f"%{{text}}<br>{name}<br>row %{{customdata}}<extra></extra>",
-            marker=dict(size=size, color=colour, opacity=opacity, line=dict(width=0))))
+        hover = ("" if text is None else "%{text}<br>") + f"{name}<br>row %{{customdata}}<extra></extra>"
+        trace = dict(type="scattergl", x=xy[at, 0], y=xy[at, 1], mode="markers", name=name, legendgroup=name,
+                     customdata=rows[at], meta=GALAXY_META, hovertemplate=hover,
+                     marker=dict(size=size, color=colour, opacity=opacity, line=dict(width=0)))
+        if text is not None:
+            trace["text"] = text[at]
+        traces.append(trace)
     return traces
+
+
+def _galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                   ids: np.ndarray, size: float, opacity: float) -> list[dict]:
+    """Every galaxy, one selectable WebGL trace per non-empty class; customdata = global row (int64)."""
+    return _class_traces(latents, labels, np.arange(len(latents)), class_names, plain(ids), size, opacity)
 
 
 def compact_galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
@@ -85,21 +94,9 @@ def compact_galaxy_traces(latents: np.ndarray, labels: np.ndarray, class_names: 
     """The galaxies ``rows`` (all when None) as :func:`_galaxy_traces` draws them, one selectable
     WebGL trace per non-empty class, but compact: x and y float32 (Plotly's typed arrays, 4 bytes a
     value), customdata int32 global rows, no per-point text (the hover names class and row)."""
-    colors = class_colors(class_names)
     rows = np.arange(len(latents)) if rows is None else np.asarray(rows)
     xy, labels = np.asarray(latents, dtype=np.float32)[rows], np.asarray(labels)[rows]  # (M, 2), (M,)
-    traces = []
-    for c, name in enumerate(class_names):
-        at = np.flatnonzero(labels == c)
-        if not len(at):
-            continue
-        colour, name = colors[name], html.escape(name, quote=False)
-        traces.append(dict(
-            type="scattergl", x=xy[at, 0], y=xy[at, 1], mode="markers", name=name,
-            legendgroup=name, customdata=rows[at].astype(np.int32), meta=GALAXY_META,
-            hovertemplate=f"{name}<br>row %{{customdata}}<extra></extra>",
-            marker=dict(size=size, color=colour, opacity=opacity, line=dict(width=0))))
-    return traces
+    return _class_traces(xy, labels, rows.astype(np.int32), class_names, None, size, opacity)
 
 
 def large_map_layers(latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str], rows: np.ndarray,
