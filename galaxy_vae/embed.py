@@ -94,18 +94,20 @@ def encode_images(model: nn.Module, images: np.ndarray, batch_size: int = BATCH,
     return _batched(model, images, step, ((model.latent_dim,),), (np.float32,), batch_size, progress, "encoding")[0]
 
 
+def _posteriors(model: nn.Module, images: np.ndarray, encode: Callable, dims: tuple[int, ...],
+                batch_size: int) -> tuple[np.ndarray, ...]:
+    """The one posterior loop: ``encode(x)`` -> tensors of widths ``dims`` per batch, as float32
+    (N, dim) arrays."""
+    dev = _device(model)
+    step = lambda x: tuple(t.float().cpu().numpy() for t in encode(to_input(x, model).to(dev)))
+    return _batched(model, images, step, tuple((d,) for d in dims), (np.float32,) * len(dims), batch_size)
+
+
 def encode_dist_images(model: nn.Module, images: np.ndarray, batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
     """(mu, logvar) of a VAE's posterior for uint8 images: two float32 (N, d) arrays."""
     if not model.is_variational:
         raise TypeError(f"{type(model).__name__} is not variational: it has no posterior")
-    dev = _device(model)
-
-    def step(x):
-        mu, logvar = model.encode_dist(to_input(x, model).to(dev))
-        return mu.float().cpu().numpy(), logvar.float().cpu().numpy()
-
-    d = (model.latent_dim,)
-    return _batched(model, images, step, (d, d), (np.float32, np.float32), batch_size)
+    return _posteriors(model, images, model.encode_dist, (model.latent_dim,) * 2, batch_size)
 
 
 def has_detail(model: nn.Module | None) -> bool:
@@ -118,14 +120,17 @@ def encode_detail_dist_images(model: nn.Module, images: np.ndarray,
     """(mu, logvar) of the detail posterior for uint8 images: two float32 (N, D) arrays."""
     if not has_detail(model):
         raise TypeError(f"{type(model).__name__} has no detail code")
-    dev = _device(model)
+    return _posteriors(model, images, model.encode_detail_dist, (model.detail_dim,) * 2, batch_size)
 
-    def step(x):
-        mu, logvar = model.encode_detail_dist(to_input(x, model).to(dev))
-        return mu.float().cpu().numpy(), logvar.float().cpu().numpy()
 
-    d = (model.detail_dim,)
-    return _batched(model, images, step, (d, d), (np.float32, np.float32), batch_size)
+def encode_both_dist_images(model: nn.Module, images: np.ndarray,
+                            batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mu, logvar) of the map posterior and of the detail posterior from one pass of a detail
+    model's trunk: four float32 arrays, (N, d), (N, d), (N, D), (N, D)."""
+    if not has_detail(model):
+        raise TypeError(f"{type(model).__name__} has no detail code")
+    d, dd = model.latent_dim, model.detail_dim
+    return _posteriors(model, images, model.encode_both, (d, d, dd, dd), batch_size)
 
 
 def encode_detail_images(model: nn.Module, images: np.ndarray, batch_size: int = BATCH) -> np.ndarray:

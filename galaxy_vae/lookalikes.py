@@ -49,7 +49,7 @@ from scipy.special import gammainc, gammaincinv
 from galaxy_vae.catalogue import Catalogue, Similarity
 from galaxy_vae.configs import SIMILARITY_NAMES
 from galaxy_vae.data import CROP, GalaxyData, model_view
-from galaxy_vae.embed import encode_detail_dist_images, encode_dist_images, has_detail
+from galaxy_vae.embed import encode_both_dist_images, encode_dist_images, has_detail
 from galaxy_vae.errors import CheckpointError
 from galaxy_vae.paths import dense_ae_checkpoint, encoder_checkpoint
 from galaxy_vae.search import Neighbours, neighbour_table
@@ -187,23 +187,27 @@ class Posterior:
     sigma: np.ndarray  # (d,) float64 standard deviations
 
 
-def posterior(cat: Catalogue, image: np.ndarray) -> Posterior:
-    """The model's posterior of the map latent for one cutout (69, 69, 3); refuses models without one."""
+def _as_posterior(mu: np.ndarray, logvar: np.ndarray) -> Posterior:
+    return Posterior(mu[0].astype(np.float64), np.exp(0.5 * logvar[0].astype(np.float64)))
+
+
+def posteriors(cat: Catalogue, image: np.ndarray) -> tuple[Posterior, Posterior | None]:
+    """The model's posteriors for one cutout (69, 69, 3): of the map latent, and of the detail code
+    (None for models without one), from one pass of the encoder; refuses models without a posterior."""
     model = cat.model
     if model is None or not getattr(model, "is_variational", False):
         raise CheckpointError("Cannot sample lookalikes", expected="a variational model (a VAE)",
                               found=f"{cat.space.label}, which has no posterior",
                               fix="Choose the detail VAE, the improved VAE or the seed ConvVAE checkpoint.")
-    mu, logvar = encode_dist_images(model, np.asarray(image)[None])
-    return Posterior(mu[0].astype(np.float64), np.exp(0.5 * logvar[0].astype(np.float64)))
+    if not has_detail(model):
+        return _as_posterior(*encode_dist_images(model, np.asarray(image)[None])), None
+    mu, logvar, mu_d, logvar_d = encode_both_dist_images(model, np.asarray(image)[None])
+    return _as_posterior(mu, logvar), _as_posterior(mu_d, logvar_d)
 
 
-def detail_posterior(cat: Catalogue, image: np.ndarray) -> Posterior | None:
-    """The posterior of the detail code for one cutout; None for models without one."""
-    if not has_detail(cat.model):
-        return None
-    mu, logvar = encode_detail_dist_images(cat.model, np.asarray(image)[None])
-    return Posterior(mu[0].astype(np.float64), np.exp(0.5 * logvar[0].astype(np.float64)))
+def posterior(cat: Catalogue, image: np.ndarray) -> Posterior:
+    """The model's posterior of the map latent for one cutout (69, 69, 3); refuses models without one."""
+    return posteriors(cat, image)[0]
 
 
 def equal_mass_radius(temperature: float, d: int) -> float:
@@ -295,9 +299,8 @@ def sample_lookalikes(cat: Catalogue, image: np.ndarray, n: int = 16,
     seeded stream."""
     if not 0.0 <= float(variety) < float("inf"):
         raise ValueError(f"variety must be a finite number >= 0, got {variety}")
-    post = posterior(cat, image)
+    post, post_d = posteriors(cat, image)
     z = sample_latents(post, n, temperature, seed)
-    post_d = detail_posterior(cat, image)
     details = spread = None
     if post_d is not None:
         radius = equal_mass_radius(float(temperature), len(post_d.mu))
