@@ -148,7 +148,7 @@ class ShardEncoder:
             os._exit(1)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from galaxy_vae.embed import encode_images, reconstruct_from
+        from galaxy_vae.embed import encode_images, recon_errors
 
         parts = []
         for start, stop in zip(batch["start"], batch["stop"]):
@@ -159,11 +159,9 @@ class ShardEncoder:
                 z = np.full((len(images), model.latent_dim), np.nan, dtype=np.float32)
                 z[ok] = encode_images(model, images[ok], self.batch_size)
                 out[f"vectors/{name}"] = z
-                if hasattr(model, "decode"):
+                if hasattr(model, "decode"):  # as the local engine's catalogue computes them
                     err = np.full(len(images), np.nan, dtype=np.float32)
-                    for s in range(0, int(ok.sum()), self.batch_size):  # decoded in the same batches
-                        rows = np.flatnonzero(ok)[s:s + self.batch_size]
-                        err[rows] = reconstruct_from(model, z[rows], images[rows])[1]
+                    err[ok] = recon_errors(model, images[ok], self.batch_size)
                     out[f"recon_errors/{name}"] = err
             if self.source.is_folder:
                 out["image"] = images
