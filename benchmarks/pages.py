@@ -208,10 +208,9 @@ def _press_and_wait(page, slider_name: str, records: Path, page_name: str, fragm
     return trips
 
 
-# the decoded image of the generator's free decoding: its <img> (Streamlit captions an image below it)
-DECODED_IMG_JS = """() => { for (const el of document.querySelectorAll('[data-testid="stImage"]')) {
-    if ((el.innerText || '').startsWith('Decoded at')) { const img = el.querySelector('img');
-        return img ? img.src : null; } } return null; }"""
+# the <img> of the generator's free decoding (Streamlit captions an image below it), or null
+DECODED_IMG_JS = """(() => { for (const el of document.querySelectorAll('[data-testid="stImage"]')) {
+    if ((el.innerText || '').startsWith('Decoded at')) return el.querySelector('img'); } return null; })()"""
 
 
 def _press_and_paint(page, slider_name: str, presses: int) -> list[float]:
@@ -223,15 +222,13 @@ def _press_and_paint(page, slider_name: str, presses: int) -> list[float]:
     thumb = page.get_by_role("slider", name=slider_name)
     painted = []
     for i in range(presses):
-        before = page.evaluate(DECODED_IMG_JS)
+        before = page.evaluate(f"() => {{ const img = {DECODED_IMG_JS}; return img ? img.src : null; }}")
         start = time.perf_counter()
         thumb.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
         page.wait_for_function(
-            """(before) => { for (const el of document.querySelectorAll('[data-testid="stImage"]')) {
-                   if (!(el.innerText || '').startsWith('Decoded at')) continue;
-                   const img = el.querySelector('img');
-                   return !!img && img.src !== before && img.complete && img.naturalWidth > 0; }
-               return false; }""", arg=before, timeout=120e3, polling="raf")
+            f"""(before) => {{ const img = {DECODED_IMG_JS};
+                             return !!img && img.src !== before && img.complete && img.naturalWidth > 0; }}""",
+            arg=before, timeout=120e3, polling="raf")
         page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
         painted.append((time.perf_counter() - start) * 1e3)
         browser.wait_idle(page, 120)
